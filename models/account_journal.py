@@ -1,0 +1,177 @@
+from odoo import _, fields, models
+from odoo.exceptions import UserError
+
+from ..services import sync as sync_planning
+
+CREATE_BATCH_SIZE = 500
+
+
+class AccountJournal(models.Model):
+    # Same class name as in `account`: the bank statement source hook below is name-mangled.
+    _inherit = "account.journal"
+
+    account_online_account_id = fields.Many2one(
+        "account.online.account", string="Online Account", copy=False, ondelete="set null",
+        index="btree_not_null", check_company=False)
+    account_online_link_id = fields.Many2one(
+        related="account_online_account_id.account_online_link_id", store=True,
+        string="Bank Connection")
+    account_online_link_state = fields.Selection(related="account_online_link_id.state",
+                                                 string="Connection State")
+    online_sync_statement_periodicity = fields.Selection(
+        [("none", "No statement"), ("day", "Daily"), ("week", "Weekly"),
+         ("bimonthly", "Twice a month"), ("month", "Monthly")],
+        string="Statements of synchronized lines", default="month", required=True,
+        help="How synchronized transactions are grouped into bank statements.")
+
+    _sql_constraints = [
+        ("account_online_account_uniq", "unique(account_online_account_id)",
+         "An online account can be linked to one journal only."),
+    ]
+
+    def __get_bank_statements_available_sources(self):
+        sources = super().__get_bank_statements_available_sources()
+        sources.append(("online_sync", _("Online Synchronization")))
+        return sources
+
+    # ------------------------------------------------------------------ actions
+    def action_online_sync_now(self):
+        """Synchronize Now, from the dashboard card."""
+        self.ensure_one()
+        if not self.account_online_account_id:
+            raise UserError(_("The journal %s is not linked to a bank connection.", self.name))
+        return self.account_online_link_id._manual_synchronize(
+            accounts=self.account_online_account_id)
+
+    def action_open_online_link(self):
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "res_model": "account.online.link",
+            "res_id": self.account_online_link_id.id,
+            "view_mode": "form",
+            "target": "current",
+        }
+
+    def action_open_online_sync_connect(self):
+        """Connect bank: the Add a Bank Account wizard, targeting this journal."""
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "account_online_synchronization.action_account_online_connect_wizard")
+        action["context"] = {"default_journal_id": self.id}
+        return action
+
+    # ------------------------------------------------------------------ import of lines
+    def _online_sync_last_line_date(self):
+        self.ensure_one()
+        self.env["account.bank.statement.line"].flush_model(["journal_id", "date"])
+        self.env.cr.execute(
+            "SELECT MAX(date) FROM account_bank_statement_line WHERE journal_id = %s", [self.id])
+        return self.env.cr.fetchone()[0]
+
+    def _online_sync_known_identifiers(self, identifiers):
+        """The subset of ``identifiers`` already in this journal: one query for the batch."""
+        self.ensure_one()
+        if not identifiers:
+            return set()
+        self.env["account.bank.statement.line"].flush_model(
+            ["journal_id", "online_transaction_identifier"])
+        self.env.cr.execute("""
+            SELECT online_transaction_identifier
+              FROM account_bank_statement_line
+             WHERE journal_id = %s AND online_transaction_identifier = ANY(%s)
+        """, [self.id, list(identifiers)])
+        return {row[0] for row in self.env.cr.fetchall()}
+
+    def _online_sync_line_values(self, online_account, transaction, identifier):
+        values = {
+            "journal_id": self.id,
+            "date": transaction.date,
+            "amount": float(transaction.amount),
+            "payment_ref": transaction.description or transaction.structured_reference or "/",
+            "partner_name": transaction.counterparty_name or False,
+            "account_number": transaction.counterparty_iban or False,
+            "online_transaction_identifier": identifier(transaction),
+            "online_account_id": online_account.id,
+            "transaction_details": {
+                key: value for key, value in {
+                    "reference": transaction.structured_reference,
+                    "value_date": transaction.value_date and transaction.value_date.isoformat(),
+                    "counterparty_bic": transaction.counterparty_bic,
+                    "end_to_end_id": transaction.end_to_end_id,
+                    "bank_transaction_code": transaction.bank_transaction_code,
+                }.items() if value
+            },
+        }
+        if transaction.structured_reference:
+            values["ref"] = transaction.structured_reference
+        journal_currency = self.currency_id or self.company_id.currency_id
+        if transaction.original_currency and transaction.original_amount is not None \
+                and transaction.original_currency != journal_currency.name:
+            currency = self.env["res.currency"].with_context(active_test=False).search(
+                [("name", "=", transaction.original_currency)], limit=1)
+            if currency:
+                values.update(foreign_currency_id=currency.id,
+                              amount_currency=float(transaction.original_amount))
+        return values
+
+    def _online_sync_create_lines(self, online_account, transactions, identifier):
+        """Create statement lines for new booked transactions, in batches, grouped in statements."""
+        self.ensure_one()
+        if not transactions:
+            return self.env["account.bank.statement.line"]
+        StatementLine = self.env["account.bank.statement.line"].sudo().with_company(self.company_id)
+        lines = StatementLine
+        groups = sync_planning.group_by_statement(transactions, self.online_sync_statement_periodicity)
+        for period, period_transactions in groups.items():
+            period_lines = StatementLine
+            for start in range(0, len(period_transactions), CREATE_BATCH_SIZE):
+                batch = period_transactions[start:start + CREATE_BATCH_SIZE]
+                period_lines |= StatementLine.create([
+                    self._online_sync_line_values(online_account, txn, identifier) for txn in batch])
+            if period:
+                self._online_sync_attach_to_statement(period, period_lines)
+            lines |= period_lines
+        return lines
+
+    def _online_sync_attach_to_statement(self, period, lines):
+        start, end = period
+        Statement = self.env["account.bank.statement"].sudo()
+        statement = Statement.search([("journal_id", "=", self.id),
+                                      ("online_period_start", "=", start)], limit=1)
+        if statement:
+            statement.line_ids = [(4, line.id) for line in lines]
+        else:
+            statement = Statement.create({
+                "name": self._online_sync_statement_name(start, end),
+                "journal_id": self.id,
+                "online_period_start": start,
+                "line_ids": [(6, 0, lines.ids)],
+            })
+        statement.balance_end_real = statement.balance_end
+
+    def _online_sync_statement_name(self, start, end):
+        if self.online_sync_statement_periodicity == "month":
+            label = start.strftime("%Y-%m")
+        elif start == end:
+            label = fields.Date.to_string(start)
+        else:
+            label = f"{fields.Date.to_string(start)} – {fields.Date.to_string(end)}"
+        return _("%(journal)s %(period)s", journal=self.name, period=label)
+
+    # ------------------------------------------------------------------ dashboard
+    def _fill_bank_cash_dashboard_data(self, dashboard_data):
+        super()._fill_bank_cash_dashboard_data(dashboard_data)
+        for journal in self.filtered("account_online_account_id"):
+            link = journal.account_online_link_id
+            account = journal.account_online_account_id
+            dashboard_data[journal.id]["online_sync"] = {
+                "link_name": link.name,
+                "state": link.state,
+                "last_sync": link.last_refresh and fields.Datetime.to_string(
+                    fields.Datetime.context_timestamp(journal, link.last_refresh))[:16],
+                "fetched": account.last_sync_count,
+                "error_reference": link.last_error_reference or "",
+                "consent_until": link.expiring_synchronization_date
+                and fields.Date.to_string(link.expiring_synchronization_date),
+            }

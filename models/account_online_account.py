@@ -1,0 +1,121 @@
+from datetime import timedelta
+from functools import partial
+
+from odoo import _, api, fields, models
+from odoo.exceptions import ValidationError
+
+from ..services import sync as sync_planning
+
+
+class AccountOnlineAccount(models.Model):
+    """One account at the provider, linked to at most one bank journal."""
+    _name = "account.online.account"
+    _description = "Online Bank Account"
+    _order = "account_online_link_id, name, id"
+
+    name = fields.Char(string="Account Name", required=True)
+    account_online_link_id = fields.Many2one("account.online.link", string="Connection",
+                                             required=True, ondelete="cascade", index=True)
+    company_id = fields.Many2one(related="account_online_link_id.company_id", store=True,
+                                 index=True)
+    online_identifier = fields.Char(string="Provider account id", readonly=True, required=True)
+    stable_key = fields.Char(readonly=True, index=True,
+                             help="IBAN or provider hash that survives a new consent.")
+    account_number = fields.Char(readonly=True)
+    currency_id = fields.Many2one("res.currency", readonly=True)
+    balance = fields.Monetary(readonly=True, currency_field="currency_id")
+    balance_date = fields.Date(readonly=True)
+    journal_ids = fields.One2many("account.journal", "account_online_account_id",
+                                  string="Linked Journals", domain=[("type", "=", "bank")])
+    journal_id = fields.Many2one("account.journal", string="Journal", compute="_compute_journal_id")
+    last_sync = fields.Date(
+        string="Synchronized up to", readonly=True, copy=False,
+        help="Date of the latest bank transaction imported; the next synchronization starts a "
+             "few days before it.")
+    sync_cursor = fields.Char(readonly=True, copy=False)
+    fetching_status = fields.Selection(
+        [("waiting", "Waiting"), ("processing", "Processing"), ("done", "Done")],
+        default="done", readonly=True, copy=False)
+    last_sync_count = fields.Integer(string="Transactions fetched last time", readonly=True)
+
+    @api.depends("journal_ids")
+    def _compute_journal_id(self):
+        for account in self:
+            account.journal_id = account.journal_ids[:1]
+
+    @api.constrains("journal_ids")
+    def _check_one_journal(self):
+        for account in self:
+            if len(account.journal_ids) > 1:
+                raise ValidationError(_(
+                    "The online account %s can be linked to one journal only.", account.name))
+
+    # ------------------------------------------------------------------ synchronization
+    def _identifier_key(self):
+        return self.stable_key or self.online_identifier
+
+    def _plan_window(self, journal, max_history_days):
+        lock_date = journal.company_id._get_user_fiscal_lock_date(journal, ignore_exceptions=True)
+        last_line_date = journal._online_sync_last_line_date()
+        return sync_planning.plan_window(
+            fields.Date.context_today(self),
+            watermark=self.last_sync,
+            first_sync_from=last_line_date and last_line_date + timedelta(days=1),
+            lock_date=lock_date if lock_date and lock_date.year > 1 else None,
+            max_history_days=max_history_days,
+        )
+
+    def _synchronize(self, client, consent):
+        """Fetch the window, import new booked transactions, refresh the balance.
+
+        Runs inside the caller's savepoint; raises ProviderError on any provider failure before
+        anything is written, so a failure leaves no partial lines.
+        """
+        self.ensure_one()
+        journal = self.journal_id
+        window = self._plan_window(journal, client.max_history_days)
+        page = client.transactions(consent, self.online_identifier, window.date_from,
+                                   window.date_to, cursor=self.sync_cursor)
+        balances = client.balances(consent, self.online_identifier)
+        identifier = partial(sync_planning.transaction_identifier, account_key=self._identifier_key())
+        known = journal._online_sync_known_identifiers([identifier(t) for t in page.added])
+        selection = sync_planning.select_new(page.added, known, identifier, window)
+        lines = journal._online_sync_create_lines(self, selection.new, identifier)
+        self._update_balance(balances)
+        self.write({
+            "last_sync": sync_planning.next_watermark(self.last_sync, page.added),
+            "sync_cursor": page.next_cursor or self.sync_cursor,
+            "fetching_status": "done",
+            "last_sync_count": len(lines),
+        })
+        return {
+            "fetched": len(page.added),
+            "created": len(lines),
+            "duplicates": selection.duplicates,
+            "pending": len(selection.pending),
+            "window": window,
+        }
+
+    def _update_balance(self, balances):
+        booked = [b for b in balances if b.kind == "booked"] or balances
+        if booked:
+            self.write({"balance": float(booked[0].amount),
+                        "balance_date": booked[0].reference_date or fields.Date.today()})
+
+    def _log_sync(self, trigger, duration, stats=None, error=None):
+        values = {
+            "link_id": self.account_online_link_id.id,
+            "online_account_id": self.id,
+            "journal_id": self.journal_id.id,
+            "trigger": trigger,
+            "duration": duration,
+        }
+        if error:
+            values.update(outcome="failed", error_category=error.category.value,
+                          error_reference=error.reference,
+                          error_message=error.user_message or error.message)
+        else:
+            values.update(outcome="success", fetched=stats["fetched"], created=stats["created"],
+                          duplicates=stats["duplicates"], pending=stats["pending"],
+                          date_from=stats["window"].date_from, date_to=stats["window"].date_to)
+        return self.env["account.online.sync.log"].sudo().create(values)

@@ -1,0 +1,311 @@
+import logging
+import threading
+import time
+import zlib
+from datetime import timedelta
+
+from markupsafe import Markup
+
+from odoo import _, api, fields, models
+from odoo.exceptions import UserError
+from odoo.http import request
+
+from ..services.errors import ErrorCategory, ProviderError
+from ..services.proxy import ProxyClient
+from .account_online_provider import provider_selection
+from .online_sync_errors import ERROR_CATEGORY_SELECTION, error_advice, error_title
+
+_logger = logging.getLogger(__name__)
+
+SYNC_INTERVAL = timedelta(hours=12)
+DEFAULT_RATE_LIMIT_WAIT = timedelta(hours=6)
+# Errors about the connection as a whole: once one account hits them, the others would too.
+LINK_LEVEL_CATEGORIES = {
+    ErrorCategory.AUTH_INVALID, ErrorCategory.AUTH_EXPIRED, ErrorCategory.USER_ACTION_REQUIRED,
+    ErrorCategory.RATE_LIMITED, ErrorCategory.NETWORK,
+}
+# First key of the two-int advisory lock taken while a connection synchronizes.
+ADVISORY_LOCK_NAMESPACE = zlib.crc32(b"account_online_synchronization") & 0x7FFFFFFF
+
+
+class AccountOnlineLink(models.Model):
+    """One consent at one institution through one provider."""
+    _name = "account.online.link"
+    _description = "Bank Connection"
+    _inherit = ["mail.thread", "mail.activity.mixin"]
+    _order = "name, id"
+
+    name = fields.Char(string="Institution", required=True, tracking=True)
+    provider_code = fields.Selection(selection=provider_selection, string="Provider",
+                                     required=True, readonly=True)
+    institution_identifier = fields.Char(readonly=True)
+    institution_logo_url = fields.Char(readonly=True)
+    company_id = fields.Many2one("res.company", required=True, readonly=True,
+                                 default=lambda self: self.env.company)
+    state = fields.Selection(
+        [("connected", "Connected"), ("error", "Error"), ("disconnected", "Not Connected")],
+        default="disconnected", required=True, readonly=True, tracking=True)
+    auto_sync = fields.Boolean(
+        string="Automatic synchronization", default=True, tracking=True,
+        help="Synchronize every 12 hours. Turned off when the bank refuses access without you "
+             "being present; then use Synchronize Now.")
+    consent_identifier = fields.Char(readonly=True, copy=False)
+    expiring_synchronization_date = fields.Date(string="Consent expiry", readonly=True,
+                                                copy=False, tracking=True)
+    last_refresh = fields.Datetime(string="Last synchronization", readonly=True, copy=False)
+    next_sync = fields.Datetime(string="Next synchronization", readonly=True, copy=False)
+    last_error_category = fields.Selection(ERROR_CATEGORY_SELECTION, readonly=True, copy=False)
+    last_error_message = fields.Text(readonly=True, copy=False)
+    last_error_reference = fields.Char(readonly=True, copy=False)
+    last_error_date = fields.Datetime(readonly=True, copy=False)
+    encrypted_credentials = fields.Text(groups="base.group_system", copy=False)
+    account_online_account_ids = fields.One2many("account.online.account",
+                                                 "account_online_link_id", string="Accounts")
+    journal_ids = fields.One2many("account.journal", compute="_compute_journal_ids",
+                                  string="Journals")
+    sync_log_ids = fields.One2many("account.online.sync.log", "link_id")
+    sync_log_count = fields.Integer(compute="_compute_sync_log_count")
+
+    @api.depends("account_online_account_ids.journal_ids")
+    def _compute_journal_ids(self):
+        for link in self:
+            link.journal_ids = link.account_online_account_ids.journal_ids
+
+    def _compute_sync_log_count(self):
+        counts = dict(self.env["account.online.sync.log"]._read_group(
+            [("link_id", "in", self.ids)], ["link_id"], ["__count"]))
+        for link in self:
+            link.sync_log_count = counts.get(link, 0)
+
+    # ------------------------------------------------------------------ provider access
+    def _proxy_client(self, user_present=False):
+        self.ensure_one()
+        provider = self.env["account.online.provider"]._for_company(self.provider_code,
+                                                                     self.company_id)
+        psu_ip = request.httprequest.remote_addr if (user_present and request) else None
+        return ProxyClient(self.provider_code, provider._client_config(),
+                           user_present=user_present, psu_ip=psu_ip,
+                           **self._transport_options())
+
+    @api.model
+    def _transport_options(self):
+        """Timeout and retry settings (system parameters, for slow banks and for tests)."""
+        params = self.env["ir.config_parameter"].sudo()
+        timeout = float(params.get_param("account_online_synchronization.request_timeout", 60))
+        return {
+            "timeout": (min(timeout, 10.0), timeout),
+            "backoff": float(params.get_param("account_online_synchronization.retry_backoff", 0.5)),
+            "max_retries": int(params.get_param("account_online_synchronization.max_retries", 3)),
+        }
+
+    def _get_credentials(self):
+        self.ensure_one()
+        return self.env["account.online.secrets"]._open(self.sudo().encrypted_credentials)
+
+    def _set_credentials(self, secrets):
+        self.ensure_one()
+        self.sudo().encrypted_credentials = self.env["account.online.secrets"]._seal(secrets)
+
+    def _consent(self):
+        self.ensure_one()
+        return ProxyClient.consent(self.provider_code, self.consent_identifier,
+                                   self._get_credentials(),
+                                   institution_id=self.institution_identifier)
+
+    def _create_online_accounts(self, accounts):
+        """Create the provider's accounts under this connection (known ones are refreshed)."""
+        self.ensure_one()
+        existing = {a.stable_key or a.online_identifier: a for a in self.account_online_account_ids}
+        Currency = self.env["res.currency"].with_context(active_test=False)
+        records = self.env["account.online.account"]
+        for account in accounts:
+            currency = Currency.search([("name", "=", account.currency)], limit=1) \
+                if account.currency else self.company_id.currency_id
+            if currency and not currency.active:
+                currency.sudo().active = True
+            values = {
+                "name": account.name or account.account_number_masked or account.external_id,
+                "online_identifier": account.external_id,
+                "stable_key": account.stable_key,
+                "account_number": account.iban or account.account_number_masked,
+                "currency_id": currency.id,
+            }
+            record = existing.get(account.stable_key or account.external_id)
+            if record:
+                record.write(values)
+            else:
+                record = records.create(dict(values, account_online_link_id=self.id))
+            records |= record
+        return records
+
+    # ------------------------------------------------------------------ synchronization
+    def action_fetch_transactions(self):
+        """Fetch Transactions, on the connection form."""
+        self.ensure_one()
+        return self._manual_synchronize()
+
+    def _manual_synchronize(self, accounts=None):
+        """A user asked for a sync: accounting users may, and the import runs as superuser."""
+        self.check_access("read")
+        if not self.env.user.has_group("account.group_account_user"):
+            raise UserError(_("Only accounting users can synchronize bank accounts."))
+        result = self.sudo()._synchronize(trigger="manual", accounts=accounts and accounts.sudo())
+        return result.notification_action()
+
+    def _try_lock(self):
+        """Take this connection's sync lock for the transaction; False when another holds it."""
+        self.env.cr.execute("SELECT pg_try_advisory_xact_lock(%s, %s)",
+                            (ADVISORY_LOCK_NAMESPACE, self.id))
+        return self.env.cr.fetchone()[0]
+
+    def _synchronize(self, trigger="manual", accounts=None):
+        """Synchronize the linked accounts (or ``accounts``) of this connection.
+
+        Each account runs in its own savepoint: a failure rolls back that account only and never
+        moves its watermark. Returns a ``SyncResult``.
+        """
+        self.ensure_one()
+        if self.state == "disconnected":
+            raise UserError(_("The connection to %s is not active. Reconnect it first.", self.name))
+        if not self._try_lock():
+            raise UserError(_(
+                "A synchronization of %s is already running. Wait for it to finish; its "
+                "transactions will appear when it is done.", self.name))
+        accounts = (accounts or self.account_online_account_ids).filtered("journal_ids")
+        result = SyncResult(self)
+        client = self._proxy_client(user_present=(trigger != "cron"))
+        consent = self._consent()
+        secrets_before = dict(consent.secrets)
+        for account in accounts:
+            started = time.monotonic()
+            try:
+                with self.env.cr.savepoint():
+                    stats = account._synchronize(client, consent)
+            except ProviderError as error:
+                account._log_sync(trigger, time.monotonic() - started, error=error)
+                result.errors.append((account, error))
+                if error.category in LINK_LEVEL_CATEGORIES:
+                    break
+            else:
+                account._log_sync(trigger, time.monotonic() - started, stats=stats)
+                result.add(account, stats)
+        if consent.secrets != secrets_before:
+            self._set_credentials(consent.secrets)
+        self._record_outcome(result)
+        return result
+
+    def _record_outcome(self, result):
+        now = fields.Datetime.now()
+        values = {"last_refresh": now}
+        if not result.errors:
+            values.update(state="connected", next_sync=now + SYNC_INTERVAL,
+                          last_error_category=False, last_error_message=False,
+                          last_error_reference=False)
+            self.write(values)
+            return
+        self.write(values)
+        for account, error in result.errors:
+            self._handle_error(error, account)
+
+    def _handle_error(self, error, account=None):
+        """Set the state, schedule the next attempt and explain the failure in the chatter."""
+        now = fields.Datetime.now()
+        values = {
+            "last_error_category": error.category.value,
+            "last_error_message": error.user_message or error.message,
+            "last_error_reference": error.reference,
+            "last_error_date": now,
+        }
+        extra = ""
+        if error.category == ErrorCategory.RATE_LIMITED:
+            wait = timedelta(seconds=error.retry_after) if error.retry_after else DEFAULT_RATE_LIMIT_WAIT
+            values["next_sync"] = now + wait
+            self.env.ref("account_online_synchronization.ir_cron_online_sync")._trigger(
+                at=values["next_sync"])
+            extra = _("Next attempt: %s (UTC).", fields.Datetime.to_string(values["next_sync"]))
+        else:
+            values["state"] = "disconnected" if error.category == ErrorCategory.AUTH_EXPIRED else "error"
+            values["next_sync"] = now + SYNC_INTERVAL
+        if error.requires_user_presence and self.auto_sync:
+            values["auto_sync"] = False
+            extra = _("Your bank refuses access when you are not present, so automatic "
+                      "synchronization has been turned off. Synchronize manually with "
+                      "Synchronize Now on the journal's dashboard card.")
+        self.write(values)
+        _logger.info("Online sync of link %s failed: %s", self.id, error)
+        body = Markup(
+            "<p><strong>%(title)s</strong></p><p>%(advice)s</p>%(extra)s"
+            "<p>%(detail_label)s %(detail)s</p><p>%(ref_label)s <code>%(ref)s</code></p>") % {
+            "title": error_title(error.category),
+            "advice": error_advice(error.category),
+            "extra": Markup("<p>%s</p>") % extra if extra else "",
+            "detail_label": _("Bank's answer:"),
+            "detail": error.user_message or error.message,
+            "ref_label": _("Reference for support:"),
+            "ref": error.reference,
+        }
+        self.message_post(body=body, subtype_xmlid="mail.mt_note")
+        journals = account.journal_ids if account else self.journal_ids
+        for journal in journals:
+            journal.message_post(body=body, subtype_xmlid="mail.mt_note")
+
+    @api.model
+    def _cron_synchronize(self):
+        """Every 12 hours: each due connection in its own transaction."""
+        now = fields.Datetime.now()
+        links = self.search([
+            ("auto_sync", "=", True), ("state", "!=", "disconnected"),
+            "|", ("next_sync", "=", False), ("next_sync", "<=", now + timedelta(minutes=30)),
+        ])
+        testing = getattr(threading.current_thread(), "testing", False)
+        for link in links:
+            try:
+                with self.env.cr.savepoint():
+                    link._synchronize(trigger="cron")
+            except UserError as error:
+                _logger.info("Skipped online sync of link %s: %s", link.id, error)
+            except Exception:
+                _logger.exception("Online sync of link %s crashed", link.id)
+            if not testing:
+                self.env.cr.commit()
+
+    # ------------------------------------------------------------------ actions
+    def action_open_sync_logs(self):
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "account_online_synchronization.action_account_online_sync_log")
+        action["domain"] = [("link_id", "=", self.id)]
+        return action
+
+
+class SyncResult:
+    """What one synchronization of a connection did, for the user and the tests."""
+
+    def __init__(self, link):
+        self.link = link
+        self.created = 0
+        self.per_account = {}
+        self.errors = []
+
+    def add(self, account, stats):
+        self.per_account[account] = stats
+        self.created += stats["created"]
+
+    def notification_action(self):
+        if self.errors:
+            _account, error = self.errors[0]
+            message = _("%(title)s. %(advice)s Reference: %(ref)s",
+                        title=error_title(error.category), advice=error_advice(error.category),
+                        ref=error.reference)
+            kind, title = "danger", _("Synchronization failed")
+        else:
+            message = _("%(count)s transactions fetched from %(bank)s.",
+                        count=self.created, bank=self.link.name)
+            kind, title = "success", _("Synchronization done")
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {"title": title, "message": message, "type": kind,
+                       "sticky": bool(self.errors),
+                       "next": {"type": "ir.actions.client", "tag": "soft_reload"}},
+        }

@@ -1,0 +1,98 @@
+from odoo import _, api, fields, models
+from odoo.exceptions import UserError
+
+from ..services.providers import available_providers, get_adapter_class
+
+
+def provider_selection(_model=None):
+    return available_providers()
+
+
+class AccountOnlineProvider(models.Model):
+    """A company's settings for one aggregator: environment, endpoint, application credentials."""
+    _name = "account.online.provider"
+    _description = "Online Synchronization Provider"
+    _order = "sequence, id"
+
+    name = fields.Char(required=True, translate=False)
+    sequence = fields.Integer(default=10)
+    code = fields.Selection(selection=provider_selection, required=True, string="Provider")
+    company_id = fields.Many2one("res.company", required=True, default=lambda self: self.env.company,
+                                 ondelete="cascade")
+    active = fields.Boolean(default=True)
+    environment = fields.Selection(
+        [("sandbox", "Sandbox"), ("production", "Production")], default="sandbox", required=True)
+    base_url = fields.Char(string="Base URL",
+                           help="Leave empty to use the provider's default address.")
+    client_id = fields.Char(string="Client ID")
+    client_secret = fields.Char(
+        string="Client Secret", compute="_compute_client_secret", inverse="_inverse_client_secret",
+        groups="base.group_system", store=False,
+        help="Stored encrypted with the server's key; never shown back.")
+    encrypted_secrets = fields.Text(groups="base.group_system", copy=False)
+    has_secret = fields.Boolean(compute="_compute_has_secret")
+
+    _sql_constraints = [
+        ("code_company_uniq", "unique(code, company_id)",
+         "Each provider can be configured once per company."),
+    ]
+
+    def _compute_client_secret(self):
+        for provider in self:
+            provider.client_secret = False
+
+    def _inverse_client_secret(self):
+        for provider in self.sudo():
+            if provider.client_secret:
+                secrets = provider._get_secrets()
+                secrets["client_secret"] = provider.client_secret
+                provider.encrypted_secrets = self.env["account.online.secrets"]._seal(secrets)
+
+    def _compute_has_secret(self):
+        for provider in self:
+            provider.has_secret = bool(provider.sudo().encrypted_secrets)
+
+    def _get_secrets(self):
+        self.ensure_one()
+        return self.env["account.online.secrets"]._open(self.sudo().encrypted_secrets)
+
+    @api.model
+    def _for_company(self, code, company):
+        provider = self.sudo().search([("code", "=", code), ("company_id", "=", company.id)],
+                                      limit=1)
+        if not provider:
+            provider = self._create_default(code, company)
+        if not provider:
+            raise UserError(_(
+                "The provider %(provider)s is not configured for %(company)s. Configure it under "
+                "Accounting > Configuration > Online Synchronization > Providers.",
+                provider=dict(available_providers()).get(code, code), company=company.name))
+        return provider
+
+    @api.model
+    def _create_default(self, code, company):
+        """Providers that need no contract (the Sandbox Bank) configure themselves."""
+        credentials = get_adapter_class(code).default_credentials
+        if not credentials:
+            return self.browse()
+        provider = self.sudo().create({
+            "name": dict(available_providers())[code],
+            "code": code,
+            "company_id": company.id,
+            "client_id": credentials["client_id"],
+        })
+        provider.encrypted_secrets = self.env["account.online.secrets"]._seal(
+            {"client_secret": credentials["client_secret"]})
+        return provider
+
+    def _client_config(self):
+        """Everything the adapter needs, secrets included (server side only)."""
+        self.ensure_one()
+        adapter = get_adapter_class(self.code)
+        config = {
+            "base_url": self.base_url or adapter.default_base_url,
+            "client_id": self.client_id,
+            "environment": self.environment,
+        }
+        config.update(self._get_secrets())
+        return config

@@ -1,0 +1,73 @@
+from datetime import date, timedelta
+
+from odoo.exceptions import UserError
+from odoo.tests import tagged
+
+from .common import OnlineSyncCase
+
+
+@tagged("post_install", "-at_install")
+class TestConnect(OnlineSyncCase):
+
+    def test_connect_creates_link_accounts_and_journals(self):
+        link = self._connect(sync=False)
+        self.assertEqual(link.state, "connected")
+        self.assertEqual(link.provider_code, "sandbox")
+        self.assertEqual(link.name, "Sandbox Bank")
+        self.assertTrue(link.consent_identifier)
+        self.assertEqual(link.expiring_synchronization_date,
+                         date.today() + timedelta(days=90))
+        accounts = link.account_online_account_ids
+        self.assertEqual(sorted(accounts.currency_id.mapped("name")), ["EUR", "USD"])
+        self.assertTrue(all(accounts.mapped("stable_key")))
+        for account in accounts:
+            journal = account.journal_id
+            self.assertEqual(journal.type, "bank")
+            self.assertEqual(journal.bank_statements_source, "online_sync")
+            self.assertEqual(journal.currency_id or self.company.currency_id, account.currency_id)
+        # The consent request is consumed: the same callback cannot be replayed.
+        self.assertFalse(self.env["account.online.consent.request"].search([]))
+
+    def test_credentials_are_encrypted_at_rest(self):
+        link = self._connect(sync=False)
+        secrets = link._get_credentials()
+        self.assertTrue(secrets.get("access_token"))
+        self.env.cr.execute("SELECT encrypted_credentials FROM account_online_link WHERE id = %s",
+                            [link.id])
+        stored = self.env.cr.fetchone()[0]
+        self.assertTrue(stored)
+        self.assertNotIn(secrets["access_token"], stored)
+        self.assertNotIn(secrets["refresh_token"], stored)
+
+    def test_existing_journal_is_suggested_and_linked(self):
+        journal = self.env["account.journal"].create({
+            "name": "My Bank", "type": "bank", "code": "MYBNK"})
+        link = self._connect(journal=journal, sync=False)
+        self.assertEqual(journal.account_online_account_id, self._eur_account(link))
+
+    def test_replayed_or_forged_state_is_refused(self):
+        params = self._give_consent()
+        self.env["account.online.consent.request"]._complete(dict(params))
+        links_before = self.env["account.online.link"].search_count([])
+        with self.assertRaisesRegex(UserError, "unknown or has expired"):
+            self.env["account.online.consent.request"]._complete(dict(params))
+        with self.assertRaisesRegex(UserError, "unknown or has expired"):
+            self.env["account.online.consent.request"]._complete(
+                dict(params, state="forged-state"))
+        self.assertEqual(self.env["account.online.link"].search_count([]), links_before)
+
+    def test_cancelled_consent_leaves_nothing(self):
+        params = self._give_consent(decision="cancel")
+        self.assertEqual(params["error"], "access_denied")
+        with self.assertRaisesRegex(UserError, "did not grant access"):
+            self.env["account.online.consent.request"]._complete(params)
+        self.assertFalse(self.env["account.online.link"].search([]))
+        self.assertFalse(self.env["account.online.consent.request"].search([]))
+
+    def test_another_users_state_is_refused(self):
+        params = self._give_consent()
+        other = self.env["res.users"].create({
+            "name": "Other manager", "login": "other_manager",
+            "groups_id": [(6, 0, [self.env.ref("account.group_account_manager").id])]})
+        with self.assertRaisesRegex(UserError, "unknown or has expired"):
+            self.env["account.online.consent.request"].with_user(other)._complete(params)

@@ -1,0 +1,119 @@
+from datetime import date, timedelta
+
+import psycopg2
+from freezegun import freeze_time
+
+from odoo.tests import tagged
+from odoo.tools import mute_logger
+
+from .common import OnlineSyncCase
+
+
+@tagged("post_install", "-at_install")
+class TestSync(OnlineSyncCase):
+
+    def test_first_sync_imports_exactly_the_booked_transactions(self):
+        link = self._connect()
+        for account in link.account_online_account_ids:
+            journal = account.journal_id
+            imported = self._journal_txn_ids(journal)
+            expected = self._bank_booked_ids(account, date.today() - timedelta(days=90))
+            self.assertTrue(expected)
+            self.assertEqual(sorted(imported), sorted(expected))
+            self.assertEqual(len(imported), len(set(imported)))
+            # Pending transactions are seen but not imported.
+            self.assertFalse(any(i.startswith("pdg_") for i in imported))
+            self.assertEqual(account.balance_date, date.today())
+        log = self.env["account.online.sync.log"].search([("link_id", "=", link.id)])
+        self.assertEqual(set(log.mapped("outcome")), {"success"})
+        self.assertEqual(set(log.mapped("trigger")), {"first"})
+        self.assertTrue(all(entry.pending > 0 for entry in log))
+
+    def test_lines_are_grouped_in_monthly_statements_that_balance(self):
+        link = self._connect()
+        journal = self._eur_account(link).journal_id
+        lines = self.env["account.bank.statement.line"].search([("journal_id", "=", journal.id)])
+        self.assertFalse(lines.filtered(lambda l: not l.statement_id))
+        for statement in lines.statement_id:
+            months = {(l.date.year, l.date.month) for l in statement.line_ids}
+            self.assertEqual(len(months), 1, statement.name)
+            self.assertEqual(statement.online_period_start.day, 1)
+            self.assertAlmostEqual(statement.balance_end_real, statement.balance_end)
+        self.assertGreaterEqual(len(lines.statement_id), 3)
+
+    def test_resync_creates_nothing(self):
+        link = self._connect()
+        count = self.env["account.bank.statement.line"].search_count(
+            [("journal_id", "in", link.journal_ids.ids)])
+        action = link.action_fetch_transactions()
+        self.assertEqual(action["params"]["type"], "success")
+        self.assertIn("0 transactions fetched", action["params"]["message"])
+        self.assertEqual(self.env["account.bank.statement.line"].search_count(
+            [("journal_id", "in", link.journal_ids.ids)]), count)
+        last_logs = self.env["account.online.sync.log"].search(
+            [("link_id", "=", link.id), ("trigger", "=", "manual")])
+        self.assertEqual(sum(last_logs.mapped("created")), 0)
+        self.assertGreater(sum(last_logs.mapped("duplicates")), 0)
+
+    def test_synchronize_now_on_the_journal(self):
+        link = self._connect()
+        journal = self._eur_account(link).journal_id
+        before = len(self._journal_txn_ids(journal))
+        with freeze_time(date.today() + timedelta(days=2)):
+            # Two days later (the simulator's clock moves too): new transactions were posted.
+            action = journal.action_online_sync_now()
+            expected = self._bank_booked_ids(self._eur_account(link),
+                                             date.today() - timedelta(days=90))
+        self.assertEqual(action["params"]["type"], "success")
+        self.assertGreater(len(self._journal_txn_ids(journal)), before)
+        imported = set(self._journal_txn_ids(journal))
+        self.assertTrue(expected <= imported)
+        self.assertEqual(len(imported), len(self._journal_txn_ids(journal)))
+        dashboard = journal._get_journal_dashboard_data_batched()[journal.id]
+        self.assertEqual(dashboard["online_sync"]["state"], "connected")
+        self.assertTrue(dashboard["online_sync"]["last_sync"])
+
+    def test_pending_transactions_post_later_without_duplicates(self):
+        link = self._connect()
+        account = self._eur_account(link)
+        before = set(self._journal_txn_ids(account.journal_id))
+        with freeze_time(date.today() + timedelta(days=1)):
+            link.action_fetch_transactions()
+            expected = self._bank_booked_ids(account, date.today() - timedelta(days=91))
+        after = set(self._journal_txn_ids(account.journal_id))
+        self.assertTrue(after - before, "yesterday's pending transactions are booked today")
+        self.assertEqual(after, expected)
+
+    def test_first_sync_starts_after_the_journals_last_line(self):
+        journal = self.env["account.journal"].create({"name": "Old Bank", "type": "bank",
+                                                      "code": "OLDB"})
+        last = date.today() - timedelta(days=10)
+        self.env["account.bank.statement.line"].create({
+            "journal_id": journal.id, "date": last, "payment_ref": "manual", "amount": 10})
+        link = self._connect(journal=journal)
+        self.assertEqual(journal.account_online_account_id, self._eur_account(link))
+        synced = self.env["account.bank.statement.line"].search([
+            ("journal_id", "=", journal.id), ("online_transaction_identifier", "!=", False)])
+        self.assertTrue(synced)
+        self.assertGreater(min(synced.mapped("date")), last)
+        self.assertEqual(set(self._journal_txn_ids(journal)),
+                         self._bank_booked_ids(self._eur_account(link), last + timedelta(days=1)))
+
+    def test_first_sync_is_bounded_by_the_lock_date(self):
+        lock = date.today() - timedelta(days=20)
+        self.company.fiscalyear_lock_date = lock
+        link = self._connect()
+        lines = self.env["account.bank.statement.line"].search(
+            [("journal_id", "in", link.journal_ids.ids)])
+        self.assertTrue(lines)
+        self.assertGreater(min(lines.mapped("date")), lock)
+
+    def test_database_refuses_the_same_transaction_twice(self):
+        link = self._connect()
+        line = self.env["account.bank.statement.line"].search(
+            [("journal_id", "in", link.journal_ids.ids)], limit=1)
+        with self.assertRaises(psycopg2.IntegrityError), mute_logger("odoo.sql_db"), \
+                self.env.cr.savepoint():
+            self.env["account.bank.statement.line"].create({
+                "journal_id": line.journal_id.id, "date": line.date, "payment_ref": "copy",
+                "amount": 1, "online_transaction_identifier": line.online_transaction_identifier})
