@@ -64,10 +64,9 @@ class AccountJournal(models.Model):
     # ------------------------------------------------------------------ import of lines
     def _online_sync_last_line_date(self):
         self.ensure_one()
-        self.env["account.bank.statement.line"].flush_model(["journal_id", "date"])
-        self.env.cr.execute(
-            "SELECT MAX(date) FROM account_bank_statement_line WHERE journal_id = %s", [self.id])
-        return self.env.cr.fetchone()[0]
+        [(last_date,)] = self.env["account.bank.statement.line"].sudo()._read_group(
+            [("journal_id", "=", self.id)], aggregates=["date:max"])
+        return last_date
 
     def _online_sync_known_identifiers(self, identifiers):
         """The subset of ``identifiers`` already in this journal: one query for the batch."""

@@ -5,6 +5,7 @@ from odoo import _, api, fields, models
 from odoo.exceptions import ValidationError
 
 from ..services import sync as sync_planning
+from ..services.types import SyncPage
 
 
 class AccountOnlineAccount(models.Model):
@@ -74,8 +75,11 @@ class AccountOnlineAccount(models.Model):
         self.ensure_one()
         journal = self.journal_id
         window = self._plan_window(journal, client.max_history_days)
-        page = client.transactions(consent, self.online_identifier, window.date_from,
-                                   window.date_to, cursor=self.sync_cursor)
+        if window.is_empty:
+            page = SyncPage(added=[])
+        else:
+            page = client.transactions(consent, self.online_identifier, window.date_from,
+                                       window.date_to, cursor=self.sync_cursor)
         balances = client.balances(consent, self.online_identifier)
         identifier = partial(sync_planning.transaction_identifier, account_key=self._identifier_key())
         known = journal._online_sync_known_identifiers([identifier(t) for t in page.added])

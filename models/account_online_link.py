@@ -147,7 +147,7 @@ class AccountOnlineLink(models.Model):
     def _manual_synchronize(self, accounts=None):
         """A user asked for a sync: accounting users may, and the import runs as superuser."""
         self.check_access("read")
-        if not self.env.user.has_group("account.group_account_user"):
+        if not (self.env.is_superuser() or self.env.user.has_group("account.group_account_user")):
             raise UserError(_("Only accounting users can synchronize bank accounts."))
         result = self.sudo()._synchronize(trigger="manual", accounts=accounts and accounts.sudo())
         return result.notification_action()
@@ -236,8 +236,8 @@ class AccountOnlineLink(models.Model):
         body = Markup(
             "<p><strong>%(title)s</strong></p><p>%(advice)s</p>%(extra)s"
             "<p>%(detail_label)s %(detail)s</p><p>%(ref_label)s <code>%(ref)s</code></p>") % {
-            "title": error_title(error.category),
-            "advice": error_advice(error.category),
+            "title": error_title(self.env, error.category),
+            "advice": error_advice(self.env, error.category),
             "extra": Markup("<p>%s</p>") % extra if extra else "",
             "detail_label": _("Bank's answer:"),
             "detail": error.user_message or error.message,
@@ -292,11 +292,13 @@ class SyncResult:
         self.created += stats["created"]
 
     def notification_action(self):
+        env = self.link.env
+        _ = env._
         if self.errors:
             _account, error = self.errors[0]
             message = _("%(title)s. %(advice)s Reference: %(ref)s",
-                        title=error_title(error.category), advice=error_advice(error.category),
-                        ref=error.reference)
+                        title=error_title(env, error.category),
+                        advice=error_advice(env, error.category), ref=error.reference)
             kind, title = "danger", _("Synchronization failed")
         else:
             message = _("%(count)s transactions fetched from %(bank)s.",

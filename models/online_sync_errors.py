@@ -1,10 +1,9 @@
 """What the accountant reads when a provider call fails: a title and what to do, per category."""
-from odoo import _
-
 from ..services.errors import ErrorCategory
 
 
-def error_title(category):
+def error_title(env, category):
+    _ = env._
     return {
         ErrorCategory.AUTH_INVALID: _("The provider refused our application credentials"),
         ErrorCategory.AUTH_EXPIRED: _("Your bank consent has expired or was revoked"),
@@ -19,7 +18,8 @@ def error_title(category):
     }[ErrorCategory(category)]
 
 
-def error_advice(category):
+def error_advice(env, category):
+    _ = env._
     return {
         ErrorCategory.AUTH_INVALID: _(
             "Ask your administrator to check the provider's client id and secret under "

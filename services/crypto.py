@@ -5,6 +5,7 @@ or a key file generated once in Odoo's data directory.
 """
 import json
 import os
+import secrets
 
 from cryptography.fernet import Fernet, InvalidToken
 
@@ -25,12 +26,24 @@ def load_or_create_key(configured_key=None, data_dir=None):
         raise SecretKeyError("no encryption key configured and no data directory to keep one")
     path = os.path.join(data_dir, KEY_FILE_NAME)
     if not os.path.exists(path):
-        os.makedirs(data_dir, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(Fernet.generate_key())
+        _create_key_file(path)
     with open(path, "rb") as handle:
         return handle.read().strip()
+
+
+def _create_key_file(path):
+    """Write a new key atomically; when several workers race, the first one's key wins."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temporary = f"{path}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(Fernet.generate_key())
+    try:
+        os.link(temporary, path)  # atomic, and fails if another worker got there first
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(temporary)
 
 
 class SecretBox:

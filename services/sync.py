@@ -19,6 +19,11 @@ class SyncWindow:
     date_from: date | None
     date_to: date
 
+    @property
+    def is_empty(self):
+        """Nothing may be fetched (e.g. everything up to today is locked)."""
+        return self.date_from is not None and self.date_from > self.date_to
+
 
 def plan_window(today, *, watermark=None, first_sync_from=None, lock_date=None,
                 max_history_days=None, overlap_days=DEFAULT_OVERLAP_DAYS):
@@ -27,7 +32,8 @@ def plan_window(today, *, watermark=None, first_sync_from=None, lock_date=None,
     After a successful sync we go back ``overlap_days`` before the watermark, because banks book
     late transactions with an earlier date; de-duplication absorbs the overlap. Before the first
     sync we start at ``first_sync_from`` (the day after the journal's last line). Nothing is
-    fetched on or before the lock date, nor before what the provider can serve.
+    fetched on or before the lock date, nor before what the provider can serve; the window is
+    empty when that leaves nothing up to today.
     """
     if watermark:
         start = watermark - timedelta(days=overlap_days)
@@ -38,8 +44,6 @@ def plan_window(today, *, watermark=None, first_sync_from=None, lock_date=None,
     if max_history_days:
         oldest = today - timedelta(days=max_history_days)
         start = max(start, oldest) if start else oldest
-    if start and start > today:
-        start = today
     return SyncWindow(start, today)
 
 

@@ -43,7 +43,9 @@ class TestConnect(OnlineSyncCase):
         journal = self.env["account.journal"].create({
             "name": "My Bank", "type": "bank", "code": "MYBNK"})
         link = self._connect(journal=journal, sync=False)
-        self.assertEqual(journal.account_online_account_id, self._eur_account(link))
+        # The journal is in the company's currency: it gets the account in that currency.
+        self.assertEqual(journal.account_online_account_id.currency_id, self.company.currency_id)
+        self.assertIn(journal.account_online_account_id, link.account_online_account_ids)
 
     def test_replayed_or_forged_state_is_refused(self):
         params = self._give_consent()

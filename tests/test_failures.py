@@ -16,6 +16,11 @@ class TestFailures(OnlineSyncCase):
         return self.env["account.bank.statement.line"].search_count(
             [("journal_id", "in", link.journal_ids.ids)])
 
+    def _error_message(self, record, reference):
+        bodies = [m.body for m in record.message_ids if reference in (m.body or "")]
+        self.assertEqual(len(bodies), 1, f"one message with {reference} on {record}")
+        return bodies[0]
+
     def test_failure_half_way_creates_nothing_and_next_sync_completes(self):
         # Enough transactions for several pages; the second page fails for good.
         self.bank.configure(txns_per_day={"EUR": 8, "USD": 1})
@@ -29,8 +34,9 @@ class TestFailures(OnlineSyncCase):
         self.assertEqual(link.state, "error")
         failed = self.env["account.online.sync.log"].search(
             [("link_id", "=", link.id), ("outcome", "=", "failed")])
-        self.assertEqual(failed.error_category, "provider_error")
-        self.assertEqual(failed.error_reference, link.last_error_reference)
+        self.assertEqual(failed.online_account_id, link.account_online_account_ids)
+        self.assertEqual(set(failed.mapped("error_category")), {"provider_error"})
+        self.assertIn(link.last_error_reference, failed.mapped("error_reference"))
 
         self.bank.clear_faults()
         link.action_fetch_transactions()
@@ -60,10 +66,9 @@ class TestFailures(OnlineSyncCase):
         reference = link.last_error_reference
         self.assertRegex(reference, r"^OS-[0-9A-F]{8}$")
         for record in (link, journal):
-            message = record.message_ids[0]
-            self.assertIn(reference, message.body)
-            self.assertIn("consent has expired", message.body)
-            self.assertIn("Reconnect", message.body)
+            body = self._error_message(record, reference)
+            self.assertIn("consent has expired", body)
+            self.assertIn("Reconnect", body)
         secrets = link._get_credentials()
         for message in link.message_ids | journal.message_ids:
             self.assertNotIn(secrets["access_token"], message.body or "")
@@ -100,7 +105,8 @@ class TestFailures(OnlineSyncCase):
         self.env["account.online.link"]._cron_synchronize()
         self.assertFalse(link.auto_sync)
         self.assertEqual(link.last_error_category, "user_action_required")
-        self.assertIn("automatic synchronization has been turned off", link.message_ids[0].body)
+        body = self._error_message(link, link.last_error_reference)
+        self.assertIn("automatic synchronization has been turned off", body)
         self.assertFalse(self._journal_txn_ids(self._eur_account(link).journal_id))
         # With the user at the keyboard the bank answers.
         action = link.action_fetch_transactions()

@@ -67,11 +67,12 @@ class ProviderAdapter:
 
     # ------------------------------------------------------------------ transport
     def _request(self, method, path, *, params=None, json=None, data=None, headers=None,
-                 auth=True, parse=True):
+                 auth=True, parse=True, retry=True):
         """Send one request with retries; return the decoded JSON (or the response).
 
         Retries transient failures with exponential backoff and waits out short rate limits
         (honouring ``Retry-After``); anything else becomes a ``ProviderError`` at once.
+        ``retry=False`` for calls that must not be repeated (a single-use authorization code).
         """
         url = path if path.startswith("http") else f"{self.base_url}{path}"
         for attempt in range(self.max_retries + 1):
@@ -103,7 +104,7 @@ class ProviderAdapter:
                             http_status=response.status_code, retryable=True)
                 else:
                     error = self._error_from_response(response, method, path)
-            if not self._should_retry(error, attempt):
+            if not retry or not self._should_retry(error, attempt):
                 raise error
             wait = error.retry_after if error.retry_after is not None else self.backoff * (2 ** attempt)
             _logger.info("%s: %s, retrying in %.1fs (attempt %d/%d)", self.code,
