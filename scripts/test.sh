@@ -23,7 +23,7 @@ odoo_status=0
     --log-handler=:INFO > "$ODOO_LOG" 2>&1 || odoo_status=$?
 [ -n "${KEEP_DB:-}" ] || dropdb --if-exists -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USER" "$DB_NAME" || true
 
-grep -E "(ERROR|FAIL|odoo.tests.result|tests.stats)" "$ODOO_LOG" | grep -v "^$" | tail -n 40 || true
+grep -E "( ERROR | FAIL:|odoo.tests.result|tests.stats)" "$ODOO_LOG" | grep -v "^$" | tail -n 40 || true
 odoo_summary="$(grep -oE '[0-9]+ failed, [0-9]+ error\(s\) of [0-9]+ tests' "$ODOO_LOG" | tail -n 1 || true)"
 install_warnings="$(grep -E ' (WARNING|ERROR) .*(account_online_synchronization|odoo\.modules\.loading|odoo\.addons\.base\.models\.ir_)' "$ODOO_LOG" \
     | grep -v 'odoo.tests' | grep -v ' INFO ' || true)"
