@@ -46,7 +46,8 @@ ensure_odoo() {
     mkdir -p "$BUILD_DIR/addons"
     ln -sfn "$REPO_DIR" "$BUILD_DIR/addons/$MODULE"
     ADDONS_PATH="$ODOO_ROOT/addons,$ODOO_ROOT/odoo/addons,$BUILD_DIR/addons"
-    ODOO_BIN=("$PYTHON" "$ODOO_ROOT/odoo-bin")
+    # Odoo's entry point, as odoo-bin runs it (server time zone UTC).
+    ODOO_BIN=("$PYTHON" -c 'import os; os.environ["TZ"] = "UTC"; import odoo; odoo.cli.main()')
 }
 
 ensure_python_packages() {

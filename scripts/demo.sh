@@ -58,8 +58,8 @@ wait_for_url "http://localhost:$HTTP_PORT/web/login"
 cat <<MSG
 
   Odoo is serving $DB_NAME on http://localhost:$HTTP_PORT  (login: admin / password: admin)
-  Accounting > Dashboard shows the Sandbox journals and their last synchronization;
-  Accounting > Configuration > Online Synchronization lists the connection and its log.
+  Invoicing > Dashboard shows the Sandbox journals and their last synchronization;
+  Invoicing > Configuration > Online Synchronization lists the connection and its log.
   The Sandbox Bank runs on $SANDBOX_URL (API: simulators/sandbox_bank/README.md).
   Stop both: kill \$(cat $BUILD_DIR/odoo.pid $BUILD_DIR/sandbox-bank.pid)
 MSG

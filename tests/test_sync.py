@@ -41,6 +41,25 @@ class TestSync(OnlineSyncCase):
             self.assertAlmostEqual(statement.balance_end_real, statement.balance_end)
         self.assertGreaterEqual(len(lines.statement_id), 3)
 
+    def test_statement_periodicity_of_the_journal(self):
+        link = self._connect(sync=False)
+        eur = self._eur_account(link)
+        usd = link.account_online_account_ids - eur
+        eur.journal_id.online_sync_statement_periodicity = "none"
+        usd.journal_id.online_sync_statement_periodicity = "week"
+        link.action_fetch_transactions()
+        eur_lines = self.env["account.bank.statement.line"].search(
+            [("journal_id", "=", eur.journal_id.id)])
+        self.assertTrue(eur_lines)
+        self.assertFalse(eur_lines.statement_id)
+        usd_lines = self.env["account.bank.statement.line"].search(
+            [("journal_id", "=", usd.journal_id.id)])
+        self.assertFalse(usd_lines.filtered(lambda l: not l.statement_id))
+        for statement in usd_lines.statement_id:
+            weeks = {l.date.isocalendar()[:2] for l in statement.line_ids}
+            self.assertEqual(len(weeks), 1, statement.name)
+            self.assertEqual(statement.online_period_start.weekday(), 0)
+
     def test_resync_creates_nothing(self):
         link = self._connect()
         count = self.env["account.bank.statement.line"].search_count(
