@@ -19,6 +19,10 @@ class OnlineSyncConsentController(http.Controller):
         except UserError as error:
             return request.render("account_online_synchronization.consent_failed",
                                   {"message": error.args[0]}, status=400)
+        if not link.account_online_account_ids.filtered(lambda a: not a.journal_ids):
+            # A renewal: every account found its journal again.
+            return request.redirect(
+                f"/odoo/action-account_online_synchronization.action_account_online_link/{link.id}")
         wizard = request.env["account.online.account.selection"].create({
             "link_id": link.id,
             "journal_id": journal.id if journal else False,

@@ -35,6 +35,8 @@ class AccountOnlineConsentRequest(models.Model):
     company_id = fields.Many2one("res.company", required=True, ondelete="cascade")
     user_id = fields.Many2one("res.users", required=True, ondelete="cascade")
     journal_id = fields.Many2one("account.journal", ondelete="cascade")
+    link_id = fields.Many2one("account.online.link", ondelete="cascade",
+                              help="The connection whose consent is being renewed.")
     encrypted_verifier = fields.Text(groups="base.group_system")
     expires_at = fields.Datetime(required=True)
 
@@ -44,15 +46,19 @@ class AccountOnlineConsentRequest(models.Model):
         return base_url.rstrip("/") + CALLBACK_PATH
 
     @api.model
-    def _start(self, provider_code, institution, company, journal=None):
-        """Register the pending consent and return the provider's consent page URL."""
+    def _start(self, provider_code, institution, company, journal=None, link=None):
+        """Register the pending consent and return the provider's consent page URL.
+
+        With ``link``, the consent renews that connection (Update Credentials, Reconnect).
+        """
         state = secrets.token_urlsafe(32)
         verifier, challenge = new_pkce_pair()
         client = ProxyClient(provider_code,
                              self.env["account.online.provider"]._for_company(
                                  provider_code, company)._client_config())
         start = client.start_consent(institution["identifier"], self._callback_url(), state,
-                                     code_challenge=challenge if client.uses_pkce else None)
+                                     code_challenge=challenge if client.uses_pkce else None,
+                                     consent=link._consent() if link else None)
         self.sudo().create({
             "state_hash": _hash_state(state),
             "provider_code": provider_code,
@@ -62,6 +68,7 @@ class AccountOnlineConsentRequest(models.Model):
             "company_id": company.id,
             "user_id": self.env.user.id,
             "journal_id": journal.id if journal else False,
+            "link_id": link.id if link else False,
             "encrypted_verifier": self.env["account.online.secrets"]._seal({
                 "code_verifier": verifier, **start.pending_data}),
             "expires_at": fields.Datetime.now() + REQUEST_LIFETIME,
@@ -104,6 +111,11 @@ class AccountOnlineConsentRequest(models.Model):
                 "The bank did not grant access: %(reason)s Nothing was created; you can start "
                 "again from Add a Bank Account. (Reference: %(ref)s)",
                 reason=error.user_message or error.message, ref=error.reference)) from error
+        if request.link_id:
+            link = request.link_id
+            link._renew(consent, accounts)
+            request.unlink()
+            return link, self.env["account.journal"]
         link = self.env["account.online.link"].with_company(company).create({
             "name": request.institution_name,
             "provider_code": request.provider_code,

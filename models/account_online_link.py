@@ -132,11 +132,63 @@ class AccountOnlineLink(models.Model):
             }
             record = existing.get(account.stable_key or account.external_id)
             if record:
+                if record.online_identifier != account.external_id:
+                    values["sync_cursor"] = False  # a cursor belongs to the old account id
                 record.write(values)
             else:
                 record = records.create(dict(values, account_online_link_id=self.id))
             records |= record
         return records
+
+    # ------------------------------------------------------------------ consent lifecycle
+    def action_update_credentials(self):
+        """Renew the consent of this connection at the bank; journals and history stay."""
+        self.ensure_one()
+        url = self.env["account.online.consent.request"]._start(
+            self.provider_code,
+            {"identifier": self.institution_identifier, "name": self.name,
+             "logo_url": self.institution_logo_url},
+            self.company_id, link=self)
+        return {"type": "ir.actions.act_url", "url": url, "target": "self"}
+
+    def action_reconnect(self):
+        """Reconnect a disconnected or failing connection: a new consent on the same record."""
+        return self.action_update_credentials()
+
+    def _renew(self, consent, accounts):
+        """A new consent arrived for this connection: store it and re-match the accounts."""
+        self.ensure_one()
+        self.write({
+            "state": "connected",
+            "consent_identifier": consent.external_id,
+            "expiring_synchronization_date": consent.valid_until and consent.valid_until.date(),
+            "last_error_category": False,
+            "last_error_message": False,
+            "last_error_reference": False,
+            "next_sync": False,
+        })
+        self._set_credentials(consent.secrets)
+        self._create_online_accounts(accounts)
+        self.message_post(body=_("Consent renewed until %s.",
+                                 self.expiring_synchronization_date or _("no end date")),
+                          subtype_xmlid="mail.mt_note")
+
+    def unlink(self):
+        """Deleting a connection revokes its consent at the provider first."""
+        for link in self.filtered("consent_identifier"):
+            try:
+                link.sudo()._proxy_client().revoke(link.sudo()._consent())
+            except (ProviderError, UserError) as error:
+                _logger.info("Consent of link %s not revoked at the provider: %s", link.id, error)
+        return super().unlink()
+
+    @api.model
+    def _cron_delete_unused_connections(self):
+        """Daily: connections left without any linked journal for a month are removed."""
+        month_ago = fields.Datetime.now() - timedelta(days=30)
+        unused = self.search([("write_date", "<", month_ago)]).filtered(
+            lambda link: not link.journal_ids)
+        unused.unlink()
 
     # ------------------------------------------------------------------ synchronization
     def action_fetch_transactions(self):
@@ -145,10 +197,13 @@ class AccountOnlineLink(models.Model):
         return self._manual_synchronize()
 
     def _manual_synchronize(self, accounts=None):
-        """A user asked for a sync: accounting users may, and the import runs as superuser."""
+        """A user asked for a sync: accountants and managers may; the import runs as superuser."""
         self.check_access("read")
-        if not (self.env.is_superuser() or self.env.user.has_group("account.group_account_user")):
-            raise UserError(_("Only accounting users can synchronize bank accounts."))
+        user = self.env.user
+        if not (self.env.is_superuser() or user.has_group("account.group_account_user")
+                or user.has_group("account.group_account_manager")):
+            raise UserError(_("Only accountants and accounting managers can synchronize "
+                              "bank accounts."))
         result = self.sudo()._synchronize(trigger="manual", accounts=accounts and accounts.sudo())
         return result.notification_action()
 

@@ -88,6 +88,8 @@ class AccountOnlineProvider(models.Model):
     def _client_config(self):
         """Everything the adapter needs, secrets included (server side only)."""
         self.ensure_one()
+        if self.env["ir.config_parameter"].sudo().get_param("database.is_neutralized"):
+            raise UserError(_("This database is a neutralized copy: it never contacts banks."))
         adapter = get_adapter_class(self.code)
         config = {
             "base_url": self.base_url or adapter.default_base_url,

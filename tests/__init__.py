@@ -4,3 +4,4 @@ from . import test_failures
 from . import test_cron
 from . import test_security
 from . import test_consent_http
+from . import test_lifecycle
