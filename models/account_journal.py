@@ -1,9 +1,13 @@
+from decimal import Decimal
+
 from odoo import _, fields, models
 from odoo.exceptions import UserError
 
 from ..services import sync as sync_planning
 
 CREATE_BATCH_SIZE = 500
+# Statement lines of one day are ordered by descending sequence: this one comes first.
+OPENING_LINE_SEQUENCE = 2**31 - 1
 
 
 class AccountJournal(models.Model):
@@ -67,6 +71,38 @@ class AccountJournal(models.Model):
         [(last_date,)] = self.env["account.bank.statement.line"].sudo()._read_group(
             [("journal_id", "=", self.id)], aggregates=["date:max"])
         return last_date
+
+    def _online_sync_currency(self):
+        return self.currency_id or self.company_id.currency_id
+
+    def _online_sync_balance_by_day(self):
+        """(balance, {day: total}) of every statement line of the journal, as Decimal."""
+        self.ensure_one()
+        groups = self.env["account.bank.statement.line"].sudo()._read_group(
+            [("journal_id", "=", self.id)], ["date:day"], ["amount:sum"])
+        digits = self._online_sync_currency().decimal_places
+        per_day = {day: Decimal(str(round(total, digits))) for day, total in groups}
+        return sum(per_day.values(), Decimal(0)), per_day
+
+    def _online_sync_create_opening_line(self, bank_balance, lines):
+        """First synchronization: an opening line makes the journal balance equal the bank's."""
+        self.ensure_one()
+        balance, _per_day = self._online_sync_balance_by_day()
+        amount = float(bank_balance - balance)
+        if self._online_sync_currency().is_zero(amount):
+            return self.env["account.bank.statement.line"]
+        first_date = min(lines.mapped("date"))
+        opening = self.env["account.bank.statement.line"].sudo().with_company(self.company_id).create({
+            "journal_id": self.id,
+            "date": first_date,
+            "payment_ref": _("Opening balance (first synchronization)"),
+            "amount": amount,
+            "sequence": OPENING_LINE_SEQUENCE,
+        })
+        period = sync_planning.statement_period(first_date, self.online_sync_statement_periodicity)
+        if period:
+            self._online_sync_attach_to_statement(period, opening)
+        return opening
 
     def _online_sync_known_identifiers(self, identifiers):
         """The subset of ``identifiers`` already in this journal: one query for the batch."""

@@ -3,8 +3,10 @@ from functools import partial
 
 from odoo import _, api, fields, models
 from odoo.exceptions import ValidationError
+from odoo.tools import format_date, formatLang
 
 from ..services import sync as sync_planning
+from ..services.errors import ProviderError
 from ..services.types import SyncPage
 
 
@@ -38,6 +40,9 @@ class AccountOnlineAccount(models.Model):
         [("waiting", "Waiting"), ("processing", "Processing"), ("done", "Done")],
         default="done", readonly=True, copy=False)
     last_sync_count = fields.Integer(string="Transactions fetched last time", readonly=True)
+    balance_mismatch_date = fields.Date(
+        readonly=True, copy=False,
+        help="First day on which the bank's balance and the journal's differ, when they do.")
 
     @api.depends("journal_ids")
     def _compute_journal_id(self):
@@ -55,9 +60,8 @@ class AccountOnlineAccount(models.Model):
     def _identifier_key(self):
         return self.stable_key or self.online_identifier
 
-    def _plan_window(self, journal, max_history_days):
+    def _plan_window(self, journal, max_history_days, last_line_date):
         lock_date = journal.company_id._get_user_fiscal_lock_date(journal, ignore_exceptions=True)
-        last_line_date = journal._online_sync_last_line_date()
         return sync_planning.plan_window(
             fields.Date.context_today(self),
             watermark=self.last_sync,
@@ -74,7 +78,8 @@ class AccountOnlineAccount(models.Model):
         """
         self.ensure_one()
         journal = self.journal_id
-        window = self._plan_window(journal, client.max_history_days)
+        last_line_date = journal._online_sync_last_line_date()
+        window = self._plan_window(journal, client.max_history_days, last_line_date)
         if window.is_empty:
             page = SyncPage(added=[])
         else:
@@ -85,7 +90,11 @@ class AccountOnlineAccount(models.Model):
         known = journal._online_sync_known_identifiers([identifier(t) for t in page.added])
         selection = sync_planning.select_new(page.added, known, identifier, window)
         lines = journal._online_sync_create_lines(self, selection.new, identifier)
-        self._update_balance(balances)
+        bank_balance = self._update_balance(balances)
+        if lines and not last_line_date and bank_balance is not None:
+            journal._online_sync_create_opening_line(bank_balance, lines)
+        if bank_balance is not None:
+            self._check_balance(journal, bank_balance, page.added, client, consent)
         self.write({
             "last_sync": sync_planning.next_watermark(self.last_sync, page.added),
             "sync_cursor": page.next_cursor or self.sync_cursor,
@@ -101,10 +110,47 @@ class AccountOnlineAccount(models.Model):
         }
 
     def _update_balance(self, balances):
+        """Store the bank's booked balance; returns it (Decimal) or None."""
         booked = [b for b in balances if b.kind == "booked"] or balances
-        if booked:
-            self.write({"balance": float(booked[0].amount),
-                        "balance_date": booked[0].reference_date or fields.Date.today()})
+        if not booked:
+            return None
+        self.write({"balance": float(booked[0].amount),
+                    "balance_date": booked[0].reference_date or fields.Date.today()})
+        return booked[0].amount
+
+    def _check_balance(self, journal, bank_balance, transactions, client, consent):
+        """Balance checkpoint: say so in the chatter when the journal no longer matches the bank."""
+        journal_balance, per_day = journal._online_sync_balance_by_day()
+        if journal._online_sync_currency().compare_amounts(float(bank_balance),
+                                                           float(journal_balance)) == 0:
+            self.balance_mismatch_date = False
+            return
+        day, exact = sync_planning.first_divergence(bank_balance, transactions, journal_balance,
+                                                    per_day)
+        if not exact and client.max_history_days:
+            # Locate the day further back, once: only when the balances disagree.
+            today = fields.Date.context_today(self)
+            try:
+                history = client.transactions(consent, self.online_identifier,
+                                              today - timedelta(days=client.max_history_days), today)
+                day, exact = sync_planning.first_divergence(bank_balance, history.added,
+                                                            journal_balance, per_day)
+            except ProviderError:
+                pass
+        if day and day == self.balance_mismatch_date:
+            return  # already reported
+        self.balance_mismatch_date = day or fields.Date.context_today(self)
+        currency = journal._online_sync_currency()
+        body = _(
+            "The bank's balance (%(bank)s) and the journal's (%(journal)s) differ. "
+            "%(where)s Check for missing, deleted or duplicated lines around that day.",
+            bank=formatLang(self.env, float(bank_balance), currency_obj=currency),
+            journal=formatLang(self.env, float(journal_balance), currency_obj=currency),
+            where=_("The running balances first differ on %s.", format_date(self.env, day))
+            if exact and day else _("They already differ on %s or before.",
+                                    format_date(self.env, day or fields.Date.today())))
+        journal.message_post(body=body, subtype_xmlid="mail.mt_note")
+        self.account_online_link_id.message_post(body=body, subtype_xmlid="mail.mt_note")
 
     def _log_sync(self, trigger, duration, stats=None, error=None):
         values = {

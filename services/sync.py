@@ -124,3 +124,34 @@ def next_watermark(current, transactions):
     if current:
         dates.append(current)
     return max(dates) if dates else None
+
+
+def first_divergence(bank_balance, bank_transactions, journal_balance, journal_totals_by_day):
+    """First day on which the bank's and the journal's end-of-day balances differ.
+
+    ``bank_balance`` and ``journal_balance`` are today's closing balances; the end-of-day balance
+    of an earlier day is found by taking back the booked amounts dated after it.
+    ``bank_transactions`` (booked) cover a range of days; only that range can be compared.
+    Only end-of-day balances are compared (an opening line on the first day is no divergence).
+    Returns ``(day, exact)``: ``exact`` is False when the balances already differ at the end of
+    the first day of the range (the divergence is on that day or earlier).
+    """
+    if bank_balance == journal_balance:
+        return None, True
+    bank_by_day = {}
+    for txn in bank_transactions:
+        if txn.status == TxnStatus.BOOKED and txn.date:
+            bank_by_day[txn.date] = bank_by_day.get(txn.date, 0) + txn.amount
+    if not bank_by_day:
+        return None, False
+    days = sorted(set(bank_by_day) | {d for d in journal_totals_by_day if d >= min(bank_by_day)})
+    bank, journal = bank_balance, journal_balance
+    end_of_day = {}
+    for day in reversed(days):
+        end_of_day[day] = (bank, journal)
+        bank -= bank_by_day.get(day, 0)
+        journal -= journal_totals_by_day.get(day, 0)
+    for day in days:
+        if end_of_day[day][0] != end_of_day[day][1]:
+            return day, day != days[0]
+    return None, True

@@ -29,6 +29,43 @@ class TestSync(OnlineSyncCase):
         self.assertEqual(set(log.mapped("trigger")), {"first"})
         self.assertTrue(all(entry.pending > 0 for entry in log))
 
+    def test_first_sync_opens_the_journal_at_the_banks_balance(self):
+        link = self._connect()
+        for account in link.account_online_account_ids:
+            journal = account.journal_id
+            balance, _per_day = journal._online_sync_balance_by_day()
+            expected = self.bank.expected_balances(account.stable_key)["booked"]
+            self.assertEqual(balance, expected)
+            self.assertAlmostEqual(account.balance, float(expected))
+            opening = self.env["account.bank.statement.line"].search([
+                ("journal_id", "=", journal.id), ("online_transaction_identifier", "=", False)])
+            self.assertEqual(len(opening), 1)
+            self.assertIn("Opening balance", opening.payment_ref)
+            self.assertFalse(account.balance_mismatch_date)
+        # A later sync adds no second opening line.
+        link.action_fetch_transactions()
+        self.assertEqual(self.env["account.bank.statement.line"].search_count([
+            ("journal_id", "in", link.journal_ids.ids),
+            ("online_transaction_identifier", "=", False)]), 2)
+
+    def test_balance_checkpoint_reports_the_first_differing_day(self):
+        link = self._connect()
+        account = self._eur_account(link)
+        journal = account.journal_id
+        old_line = self.env["account.bank.statement.line"].search([
+            ("journal_id", "=", journal.id), ("online_transaction_identifier", "!=", False),
+            ("date", "<", date.today() - timedelta(days=20))], limit=1)
+        missing_day = old_line.date
+        old_line.unlink()
+        link.action_fetch_transactions()
+        self.assertEqual(account.balance_mismatch_date, missing_day)
+        messages = journal.message_ids.filtered(lambda m: "differ" in (m.body or ""))
+        self.assertEqual(len(messages), 1)
+        self.assertIn("first differ on", messages.body)
+        # Not repeated while nothing changes.
+        link.action_fetch_transactions()
+        self.assertEqual(len(journal.message_ids.filtered(lambda m: "differ" in (m.body or ""))), 1)
+
     def test_lines_are_grouped_in_monthly_statements_that_balance(self):
         link = self._connect()
         journal = self._eur_account(link).journal_id

@@ -4,7 +4,8 @@ from decimal import Decimal
 
 import pytest
 
-from services.sync import (DEFAULT_OVERLAP_DAYS, Selection, SyncWindow, group_by_statement,
+from services.sync import (DEFAULT_OVERLAP_DAYS, Selection, SyncWindow, first_divergence,
+                           group_by_statement,
                            next_watermark, plan_window, select_new, statement_period,
                            transaction_identifier)
 from services.types import Transaction, TxnStatus
@@ -248,3 +249,27 @@ def test_window_is_empty_when_everything_up_to_today_is_locked():
     assert window.is_empty
     assert not plan_window(TODAY, lock_date=TODAY - timedelta(days=1)).is_empty
     assert not plan_window(TODAY).is_empty
+
+
+# ------------------------------------------------------------------------------ balance checkpoint
+def _booked(day, amount):
+    return txn(f"t{day}{amount}", day, amount=Decimal(amount))
+
+
+def test_balances_that_agree_have_no_divergence():
+    assert first_divergence(Decimal("100"), [], Decimal("100"), {}) == (None, True)
+
+
+def test_first_divergence_finds_the_missing_day():
+    d1, d2, d3 = TODAY - timedelta(days=2), TODAY - timedelta(days=1), TODAY
+    bank = [_booked(d1, "10"), _booked(d2, "-4"), _booked(d3, "5")]
+    # The journal lacks the -4 of d2: it agrees at the end of d1, not from d2 on.
+    journal_days = {d1: Decimal("10"), d3: Decimal("5")}
+    assert first_divergence(Decimal("111"), bank, Decimal("115"), journal_days) == (d2, True)
+
+
+def test_divergence_before_the_compared_range_is_not_exact():
+    d1 = TODAY - timedelta(days=1)
+    bank = [_booked(d1, "10")]
+    day, exact = first_divergence(Decimal("50"), bank, Decimal("60"), {d1: Decimal("10")})
+    assert (day, exact) == (d1, False)
