@@ -17,6 +17,7 @@ reference, and tracks consent expiry.
         "security/account_online_synchronization_security.xml",
         "security/ir.model.access.csv",
         "data/ir_cron.xml",
+        "data/mail_data.xml",
         "views/account_online_link_views.xml",
         "views/account_online_sync_log_views.xml",
         "views/account_online_provider_views.xml",

@@ -28,6 +28,10 @@ class AccountJournal(models.Model):
         string="Statements of synchronized lines", default="month", required=True,
         help="How synchronized transactions are grouped into bank statements.")
 
+    online_sync_renewal_contact_email = fields.Char(
+        string="Connection requests",
+        help="Comma-separated e-mail addresses reminded before the bank consent expires.")
+
     _sql_constraints = [
         ("account_online_account_uniq", "unique(account_online_account_id)",
          "An online account can be linked to one journal only."),
@@ -46,6 +50,11 @@ class AccountJournal(models.Model):
             raise UserError(_("The journal %s is not linked to a bank connection.", self.name))
         return self.account_online_link_id._manual_synchronize(
             accounts=self.account_online_account_id)
+
+    def action_online_reconnect(self):
+        """Reconnect Bank, from the dashboard card."""
+        self.ensure_one()
+        return self.account_online_link_id.action_reconnect()
 
     def action_open_online_link(self):
         self.ensure_one()
@@ -209,4 +218,5 @@ class AccountJournal(models.Model):
                 "error_reference": link.last_error_reference or "",
                 "consent_until": link.expiring_synchronization_date
                 and fields.Date.to_string(link.expiring_synchronization_date),
+                "consent_days_left": link._days_left(),
             }

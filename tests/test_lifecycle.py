@@ -78,3 +78,59 @@ class TestConsentLifecycle(OnlineSyncCase):
             link.action_fetch_transactions()
         self.env["account.online.link"]._cron_synchronize()
         self.assertEqual(self.bank.stats()["total"], before)
+
+
+@tagged("post_install", "-at_install")
+class TestConsentExpiry(OnlineSyncCase):
+
+    def _reminders(self):
+        return self.env["mail.mail"].search([("subject", "ilike", "expires on")])
+
+    def test_reminders_activity_and_expiry(self):
+        link = self._connect(sync=False)
+        journals = link.journal_ids
+        journals.online_sync_renewal_contact_email = "cfo@example.com"
+        expiry = link.expiring_synchronization_date
+        cron = self.env["account.online.link"]._cron_consent_expiry
+
+        with freeze_time(expiry - timedelta(days=20)):
+            cron()
+        self.assertEqual(link.state, "connected")
+        self.assertFalse(self._reminders())
+
+        with freeze_time(expiry - timedelta(days=14)):
+            cron()
+            cron()  # the same day again: nothing more
+        self.assertEqual(link.state, "expiring")
+        self.assertEqual(len(self._reminders()), len(journals))
+        self.assertEqual(set(self._reminders().mapped("email_to")), {"cfo@example.com"})
+        self.assertEqual(len(link._consent_activities()), len(journals))
+        # Synchronizing while the consent is expiring keeps the warning.
+        with freeze_time(expiry - timedelta(days=14)):
+            link.action_fetch_transactions()
+        self.assertEqual(link.state, "expiring")
+
+        with freeze_time(expiry - timedelta(days=3)):
+            cron()
+        self.assertEqual(len(self._reminders()), 2 * len(journals))
+        self.assertEqual(len(link._consent_activities()), len(journals), "no duplicate activity")
+
+        link.action_send_reminder()
+        self.assertEqual(len(self._reminders()), 3 * len(journals))
+
+        with freeze_time(expiry):
+            cron()
+        self.assertEqual(link.state, "disconnected")
+        self.assertTrue(any("consent expired" in (m.body or "") for m in link.message_ids))
+
+    def test_renewal_closes_the_consent_activities(self):
+        link = self._connect(sync=False)
+        expiry = link.expiring_synchronization_date
+        with freeze_time(expiry - timedelta(days=10)):
+            self.env["account.online.link"]._cron_consent_expiry()
+            self.assertTrue(link._consent_activities())
+            action = link.action_update_credentials()
+            self.env["account.online.consent.request"]._complete(simulate_user(action["url"]))
+            self.assertEqual(link.state, "connected")
+        self.assertFalse(link._consent_activities())
+        self.assertEqual(link.reminder_sent_days, 0)
