@@ -72,11 +72,27 @@ class AccountOnlineLink(models.Model):
                                   string="Journals")
     sync_log_ids = fields.One2many("account.online.sync.log", "link_id")
     sync_log_count = fields.Integer(compute="_compute_sync_log_count")
+    has_unlinked_accounts = fields.Boolean(compute="_compute_has_unlinked_accounts")
 
     @api.depends("account_online_account_ids.journal_ids")
     def _compute_journal_ids(self):
         for link in self:
             link.journal_ids = link.account_online_account_ids.journal_ids
+
+    @api.depends("account_online_account_ids.journal_ids")
+    def _compute_has_unlinked_accounts(self):
+        for link in self:
+            link.has_unlinked_accounts = any(
+                not account.journal_ids for account in link.account_online_account_ids)
+
+    def action_link_accounts(self):
+        """Link accounts not chosen at the first connection, without a new consent."""
+        self.ensure_one()
+        wizard = self.env["account.online.account.selection"].create({"link_id": self.id})
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "account_online_synchronization.action_account_online_account_selection")
+        action["res_id"] = wizard.id
+        return action
 
     def _compute_sync_log_count(self):
         counts = dict(self.env["account.online.sync.log"]._read_group(

@@ -28,6 +28,39 @@ class TestConnect(OnlineSyncCase):
         # The consent request is consumed: the same callback cannot be replayed.
         self.assertFalse(self.env["account.online.consent.request"].search([]))
 
+    def test_accounts_not_chosen_can_be_linked_later_without_a_new_consent(self):
+        params = self._give_consent()
+        link, _journal = self.env["account.online.consent.request"]._complete(params)
+        selection = self.env["account.online.account.selection"].create({"link_id": link.id})
+        eur_line = selection.line_ids.filtered(lambda l: l.currency_id.name == "EUR")
+        (selection.line_ids - eur_line).selected = False
+        selection.action_confirm()
+        self.assertTrue(link.has_unlinked_accounts)
+        consents_before = len(self.bank.consents())
+        action = link.action_link_accounts()
+        later = self.env["account.online.account.selection"].browse(action["res_id"])
+        self.assertEqual(later.line_ids.currency_id.name, "USD")
+        later.action_confirm()
+        self.assertFalse(link.has_unlinked_accounts)
+        self.assertEqual(len(self.bank.consents()), consents_before)
+        usd = link.account_online_account_ids - self._eur_account(link)
+        self.assertTrue(self._journal_txn_ids(usd.journal_id))
+
+    def test_a_currency_conflicting_with_a_journal_with_entries_is_refused(self):
+        journal = self.env["account.journal"].create({
+            "name": "USD-only", "type": "bank", "code": "USDJ",
+            "currency_id": self.env.ref("base.USD").id})
+        self.env.ref("base.USD").active = True
+        self.env["account.bank.statement.line"].create({
+            "journal_id": journal.id, "date": "2026-01-05", "payment_ref": "x", "amount": 5})
+        params = self._give_consent()
+        link, _journal = self.env["account.online.consent.request"]._complete(params)
+        selection = self.env["account.online.account.selection"].create({"link_id": link.id})
+        eur_line = selection.line_ids.filtered(lambda l: l.currency_id.name == "EUR")
+        eur_line.journal_id = journal
+        with self.assertRaisesRegex(UserError, "already has entries"):
+            selection.action_confirm()
+
     def test_credentials_are_encrypted_at_rest(self):
         link = self._connect(sync=False)
         secrets = link._get_credentials()
