@@ -4,6 +4,7 @@ from . import account_online_provider
 from . import account_online_link
 from . import account_online_account
 from . import account_online_sync_log
+from . import account_online_pending_transaction
 from . import account_online_consent_request
 from . import account_journal
 from . import account_bank_statement

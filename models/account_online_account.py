@@ -40,6 +40,8 @@ class AccountOnlineAccount(models.Model):
         [("waiting", "Waiting"), ("processing", "Processing"), ("done", "Done")],
         default="done", readonly=True, copy=False)
     last_sync_count = fields.Integer(string="Transactions fetched last time", readonly=True)
+    pending_transaction_ids = fields.One2many("account.online.pending.transaction",
+                                              "online_account_id", string="Pending transactions")
     balance_mismatch_date = fields.Date(
         readonly=True, copy=False,
         help="First day on which the bank's balance and the journal's differ, when they do.")
@@ -90,6 +92,7 @@ class AccountOnlineAccount(models.Model):
         known = journal._online_sync_known_identifiers([identifier(t) for t in page.added])
         selection = sync_planning.select_new(page.added, known, identifier, window)
         lines = journal._online_sync_create_lines(self, selection.new, identifier)
+        self._replace_pending(selection.pending, identifier)
         bank_balance = self._update_balance(balances)
         if lines and not last_line_date and bank_balance is not None:
             journal._online_sync_create_opening_line(bank_balance, lines)
@@ -108,6 +111,26 @@ class AccountOnlineAccount(models.Model):
             "pending": len(selection.pending),
             "window": window,
         }
+
+    def _replace_pending(self, pending, identifier):
+        self.pending_transaction_ids.unlink()
+        currency = self.currency_id or self.company_id.currency_id
+        self.env["account.online.pending.transaction"].create([{
+            "online_account_id": self.id,
+            "date": txn.transaction_date or txn.value_date or fields.Date.context_today(self),
+            "payment_ref": txn.description,
+            "partner_name": txn.counterparty_name,
+            "amount": float(txn.amount),
+            "currency_id": currency.id,
+            "online_transaction_identifier": identifier(txn),
+        } for txn in pending])
+
+    def action_open_pending(self):
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "account_online_synchronization.action_account_online_pending_transaction")
+        action["domain"] = [("online_account_id", "=", self.id)]
+        return action
 
     def _update_balance(self, balances):
         """Store the bank's booked balance; returns it (Decimal) or None."""

@@ -132,6 +132,14 @@ class TestSync(OnlineSyncCase):
     def test_pending_transactions_post_later_without_duplicates(self):
         link = self._connect()
         account = self._eur_account(link)
+        pending = account.pending_transaction_ids
+        bank_pending = self.bank.expected_pending(account.stable_key)
+        self.assertEqual(len(pending), len(bank_pending))
+        self.assertEqual(sorted(pending.mapped("amount")),
+                         sorted(float(t["amount"]) for t in bank_pending))
+        self.assertEqual(account.action_open_pending()["domain"],
+                         [("online_account_id", "=", account.id)])
+        pending_ids = set(pending.mapped("online_transaction_identifier"))
         before = set(self._journal_txn_ids(account.journal_id))
         with freeze_time(date.today() + timedelta(days=1)):
             link.action_fetch_transactions()
@@ -139,6 +147,11 @@ class TestSync(OnlineSyncCase):
         after = set(self._journal_txn_ids(account.journal_id))
         self.assertTrue(after - before, "yesterday's pending transactions are booked today")
         self.assertEqual(after, expected)
+        # Yesterday's pending left the list; today's are listed instead.
+        self.assertFalse(pending.exists())
+        self.assertTrue(account.pending_transaction_ids)
+        self.assertFalse(pending_ids
+                         & set(account.pending_transaction_ids.mapped("online_transaction_identifier")))
 
     def test_first_sync_starts_after_the_journals_last_line(self):
         journal = self.env["account.journal"].create({"name": "Old Bank", "type": "bank",
