@@ -26,6 +26,7 @@ reference, and tracks consent expiry.
         "views/account_journal_dashboard_views.xml",
         "wizard/account_online_connect_wizard_views.xml",
         "wizard/account_online_account_selection_views.xml",
+        "wizard/account_duplicate_transaction_wizard_views.xml",
         "views/menus.xml",
     ],
     "installable": True,

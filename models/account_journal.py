@@ -203,6 +203,36 @@ class AccountJournal(models.Model):
             label = f"{fields.Date.to_string(start)} – {fields.Date.to_string(end)}"
         return _("%(journal)s %(period)s", journal=self.name, period=label)
 
+    # ------------------------------------------------------------------ duplicates
+    def _online_sync_duplicate_groups(self, date_from=None):
+        """Lists of statement line ids that look like one bank transaction: the same
+        identifier, or the same date, amount, currency and counterparty account number."""
+        self.ensure_one()
+        self.env["account.bank.statement.line"].flush_model()
+        self.env["account.move"].flush_model(["date"])
+        date_clause = "AND move.date >= %(date_from)s" if date_from else ""
+        self.env.cr.execute(f"""
+            SELECT array_agg(line.id ORDER BY line.id)
+              FROM account_bank_statement_line line
+              JOIN account_move move ON move.id = line.move_id
+             WHERE line.journal_id = %(journal)s {date_clause}
+          GROUP BY move.date, line.amount, COALESCE(line.foreign_currency_id, 0),
+                   COALESCE(line.account_number, '')
+            HAVING COUNT(*) > 1
+             UNION
+            SELECT array_agg(line.id ORDER BY line.id)
+              FROM account_bank_statement_line line
+             WHERE line.journal_id = %(journal)s AND line.online_transaction_identifier IS NOT NULL
+          GROUP BY line.online_transaction_identifier
+            HAVING COUNT(*) > 1
+        """, {"journal": self.id, "date_from": date_from})
+        return [row[0] for row in self.env.cr.fetchall()]
+
+    def action_open_duplicates_wizard(self):
+        self.ensure_one()
+        wizard = self.env["account.duplicate.transaction.wizard"].create({"journal_id": self.id})
+        return wizard._reopen()
+
     # ------------------------------------------------------------------ dashboard
     def _fill_bank_cash_dashboard_data(self, dashboard_data):
         super()._fill_bank_cash_dashboard_data(dashboard_data)
@@ -219,4 +249,5 @@ class AccountJournal(models.Model):
                 "consent_until": link.expiring_synchronization_date
                 and fields.Date.to_string(link.expiring_synchronization_date),
                 "consent_days_left": link._days_left(),
+                "possible_duplicates": account.possible_duplicates,
             }

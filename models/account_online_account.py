@@ -42,6 +42,11 @@ class AccountOnlineAccount(models.Model):
     last_sync_count = fields.Integer(string="Transactions fetched last time", readonly=True)
     pending_transaction_ids = fields.One2many("account.online.pending.transaction",
                                               "online_account_id", string="Pending transactions")
+    possible_duplicates = fields.Boolean(
+        readonly=True, copy=False,
+        help="After a reconnect, some lines of the journal look like the same transaction.")
+    check_duplicates = fields.Boolean(readonly=True, copy=False,
+                                      help="Look for duplicates after the next synchronization.")
     balance_mismatch_date = fields.Date(
         readonly=True, copy=False,
         help="First day on which the bank's balance and the journal's differ, when they do.")
@@ -98,6 +103,9 @@ class AccountOnlineAccount(models.Model):
             journal._online_sync_create_opening_line(bank_balance, lines)
         if bank_balance is not None:
             self._check_balance(journal, bank_balance, page.added, client, consent)
+        if self.check_duplicates:
+            self.write({"check_duplicates": False, "possible_duplicates": bool(
+                journal._online_sync_duplicate_groups(window.date_from))})
         self.write({
             "last_sync": sync_planning.next_watermark(self.last_sync, page.added),
             "sync_cursor": page.next_cursor or self.sync_cursor,

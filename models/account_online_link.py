@@ -192,7 +192,7 @@ class AccountOnlineLink(models.Model):
         })
         self.state = self._healthy_state()
         self._set_credentials(consent.secrets)
-        self._create_online_accounts(accounts)
+        self._create_online_accounts(accounts).write({"check_duplicates": True})
         self._consent_activities().action_feedback(feedback=_("Consent renewed."))
         self.message_post(body=_("Consent renewed until %s.",
                                  self.expiring_synchronization_date or _("no end date")),

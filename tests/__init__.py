@@ -5,3 +5,4 @@ from . import test_cron
 from . import test_security
 from . import test_consent_http
 from . import test_lifecycle
+from . import test_duplicates
