@@ -36,7 +36,7 @@ with SandboxBankServer() as bank:
         bank.reset()
         bank.configure(txns_per_day={"EUR": max(1, round(size / 90)), "USD": 1})
         # Connect through the real consent flow (browser part done with requests).
-        wizard = env["account.online.connect.wizard"].create({})
+        wizard = env["account.online.connect.wizard"].create({"security_contact": "it@example.com"})
         url = wizard.institution_ids.filtered(lambda i: i.identifier == "SANDBOX_BANK").action_connect()["url"]
         form = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
         answer = requests.post(f"{bank.url}/consent/decision", data=dict(form, decision="approve"),

@@ -14,7 +14,7 @@ provider.base_url = os.environ["SANDBOX_URL"]
 link = admin_env["account.online.link"].search(
     [("provider_code", "=", "sandbox"), ("company_id", "=", company.id)], limit=1)
 if not link:
-    wizard = admin_env["account.online.connect.wizard"].create({})
+    wizard = admin_env["account.online.connect.wizard"].create({"security_contact": "it@example.com"})
     institution = wizard.institution_ids.filtered(lambda i: i.identifier == "SANDBOX_BANK")
     consent_url = institution.action_connect()["url"]
     form = {key: values[0] for key, values in parse_qs(urlsplit(consent_url).query).items()}

@@ -46,7 +46,8 @@ class OnlineSyncCase(TransactionCase):
         """Add a Bank Account up to the callback: returns the callback's query parameters."""
         env = env or self.env
         company = company or self.company
-        wizard = env["account.online.connect.wizard"].with_company(company).create({})
+        wizard = env["account.online.connect.wizard"].with_company(company).create(
+            {"security_contact": "+32 2 123 45 67"})
         line = wizard.institution_ids.filtered(lambda i: i.identifier == institution)
         self.assertTrue(line, "the Sandbox Bank offers %s" % institution)
         action = line.with_company(company).action_connect()

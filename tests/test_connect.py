@@ -61,6 +61,26 @@ class TestConnect(OnlineSyncCase):
         with self.assertRaisesRegex(UserError, "already has entries"):
             selection.action_confirm()
 
+    def test_institution_search_and_security_contact(self):
+        wizard = self.env["account.online.connect.wizard"].create({"search_text": "mfa"})
+        self.assertEqual(wizard.institution_ids.mapped("name"), ["Sandbox Bank (MFA)"])
+        line = wizard.institution_ids
+        self.assertTrue(line.beta)
+        self.assertTrue(line.logo_url.startswith(self.bank.url))
+        self.assertEqual(line.provider_id.code, "sandbox")
+        self.assertTrue(wizard.needs_security_contact)
+        with self.assertRaisesRegex(UserError, "security contact"):
+            line.action_connect()
+        self.assertFalse(self.env["account.online.consent.request"].search([]))
+        wizard.security_contact = "it@example.com"
+        self.assertEqual(line.action_connect()["type"], "ir.actions.act_url")
+        self.assertEqual(self.company.online_sync_security_contact, "it@example.com")
+        # Asked once per company.
+        self.assertFalse(self.env["account.online.connect.wizard"].create({}).needs_security_contact)
+        empty = self.env["account.online.connect.wizard"].create({"search_text": "no such bank"})
+        self.assertFalse(empty.institution_ids)
+        self.assertIn("No bank matches", empty.search_message)
+
     def test_credentials_are_encrypted_at_rest(self):
         link = self._connect(sync=False)
         secrets = link._get_credentials()

@@ -1,9 +1,15 @@
+import json
+
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 
-from ..models.account_online_provider import provider_selection
 from ..services.errors import ProviderError
 from ..services.proxy import ProxyClient
+
+
+def _institution_key(institution):
+    """Banks served by several providers are listed once: by BIC, else by name."""
+    return (institution.bic or "").upper()[:8] or " ".join(institution.name.lower().split())
 
 
 class AccountOnlineConnectWizard(models.TransientModel):
@@ -11,8 +17,6 @@ class AccountOnlineConnectWizard(models.TransientModel):
     _name = "account.online.connect.wizard"
     _description = "Add a Bank Account"
 
-    provider_code = fields.Selection(selection=provider_selection, string="Provider",
-                                     default="sandbox", required=True)
     country_id = fields.Many2one(
         "res.country", default=lambda self: self.env.company.account_fiscal_country_id)
     search_text = fields.Char(string="Bank name")
@@ -21,6 +25,11 @@ class AccountOnlineConnectWizard(models.TransientModel):
     institution_ids = fields.One2many("account.online.connect.institution", "wizard_id",
                                       string="Institutions")
     search_message = fields.Char(readonly=True)
+    needs_security_contact = fields.Boolean(
+        default=lambda self: not self.env.company.online_sync_security_contact)
+    security_contact = fields.Char(
+        help="Phone number or e-mail address the provider may use to check it is really your "
+             "company connecting its bank accounts. Asked once per company.")
 
     @api.model_create_multi
     def create(self, vals_list):
@@ -29,28 +38,44 @@ class AccountOnlineConnectWizard(models.TransientModel):
             wizard._search_institutions()
         return wizards
 
+    def _providers(self):
+        Provider = self.env["account.online.provider"]
+        providers = Provider.sudo().search([("company_id", "=", self.env.company.id)])
+        if not providers.filtered(lambda p: p.code == "sandbox"):
+            providers |= Provider._for_company("sandbox", self.env.company)
+        return providers.sorted("sequence")
+
     def _search_institutions(self):
+        """Ask every configured provider; one line per bank, with the providers serving it."""
         self.ensure_one()
-        client = ProxyClient(self.provider_code,
-                             self.env["account.online.provider"]._for_company(
-                                 self.provider_code, self.env.company)._client_config())
-        try:
-            institutions = client.institutions(country=self.country_id.code or None,
-                                               query=self.search_text or None)
-        except ProviderError as error:
-            self.institution_ids = [(5, 0, 0)]
-            self.search_message = _("The provider could not list its banks: %(reason)s "
-                                    "(Reference: %(ref)s)", reason=error.message,
-                                    ref=error.reference)
-            return
+        found, problems = {}, []
+        for provider in self._providers():
+            client = ProxyClient(provider.code, provider._client_config())
+            try:
+                institutions = client.institutions(country=self.country_id.code or None,
+                                                   query=self.search_text or None)
+            except ProviderError as error:
+                problems.append(_("%(provider)s could not list its banks (reference %(ref)s).",
+                                  provider=provider.name, ref=error.reference))
+                continue
+            for institution in institutions:
+                entry = found.setdefault(_institution_key(institution), {
+                    "name": institution.name, "bic": institution.bic,
+                    "logo_url": institution.logo_url, "beta": institution.beta,
+                    "identifiers": {}, "provider_ids": []})
+                entry["identifiers"][str(provider.id)] = institution.external_id
+                entry["provider_ids"].append(provider.id)
+                entry["beta"] = entry["beta"] and institution.beta
         self.institution_ids = [(5, 0, 0)] + [(0, 0, {
-            "identifier": institution.external_id,
-            "name": institution.name,
-            "logo_url": institution.logo_url,
-            "beta": institution.beta,
-            "bic": institution.bic,
-        }) for institution in institutions]
-        self.search_message = False if institutions else _("No bank matches this search.")
+            "name": entry["name"], "bic": entry["bic"], "logo_url": entry["logo_url"],
+            "beta": entry["beta"], "identifiers": json.dumps(entry["identifiers"]),
+            "provider_ids": [(6, 0, entry["provider_ids"])],
+            "provider_id": entry["provider_ids"][0],
+        }) for entry in sorted(found.values(), key=lambda e: e["name"].lower())]
+        message = " ".join(problems)
+        if not found:
+            message = (message + " " + _("No bank matches this search.")).strip()
+        self.search_message = message or False
 
     def action_search(self):
         self.ensure_one()
@@ -67,15 +92,24 @@ class AccountOnlineConnectWizard(models.TransientModel):
 
 class AccountOnlineConnectInstitution(models.TransientModel):
     _name = "account.online.connect.institution"
-    _description = "Bank offered by a provider"
+    _description = "Bank offered by the providers"
 
     wizard_id = fields.Many2one("account.online.connect.wizard", required=True,
                                 ondelete="cascade")
-    identifier = fields.Char(required=True)
     name = fields.Char(required=True)
     bic = fields.Char(string="BIC")
     logo_url = fields.Char()
-    beta = fields.Boolean()
+    beta = fields.Boolean(help="The provider's connection to this bank is still in test.")
+    identifiers = fields.Char(help="The bank's id at each provider (JSON).")
+    provider_ids = fields.Many2many("account.online.provider", string="Providers")
+    provider_id = fields.Many2one("account.online.provider", string="Through",
+                                  domain="[('id', 'in', provider_ids)]")
+    identifier = fields.Char(compute="_compute_identifier")
+
+    @api.depends("identifiers", "provider_id")
+    def _compute_identifier(self):
+        for line in self:
+            line.identifier = json.loads(line.identifiers or "{}").get(str(line.provider_id.id))
 
     def action_connect(self):
         """Send the browser to the provider's consent page; it comes back to our callback."""
@@ -83,8 +117,15 @@ class AccountOnlineConnectInstitution(models.TransientModel):
         if not (self.env.is_superuser() or self.env.user.has_group("account.group_account_manager")):
             raise UserError(_("Only accounting managers can connect a bank."))
         wizard = self.wizard_id
+        company = self.env.company
+        if not company.online_sync_security_contact:
+            if not wizard.security_contact:
+                raise UserError(_(
+                    "Give a security contact (phone or e-mail) first: it is asked once, at the "
+                    "first bank connection of %s.", company.name))
+            company.sudo().online_sync_security_contact = wizard.security_contact
         url = self.env["account.online.consent.request"]._start(
-            wizard.provider_code,
+            self.provider_id.code,
             {"identifier": self.identifier, "name": self.name, "logo_url": self.logo_url},
-            self.env.company, journal=wizard.journal_id)
+            company, journal=wizard.journal_id)
         return {"type": "ir.actions.act_url", "url": url, "target": "self"}
