@@ -56,6 +56,13 @@ class AccountJournal(models.Model):
         self.ensure_one()
         return self.account_online_link_id.action_reconnect()
 
+    def action_open_online_sync_logs(self):
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "account_online_synchronization.action_account_online_sync_log")
+        action["domain"] = [("journal_id", "=", self.id)]
+        return action
+
     def action_open_online_link(self):
         self.ensure_one()
         return {

@@ -125,6 +125,9 @@ class TestSync(OnlineSyncCase):
         imported = set(self._journal_txn_ids(journal))
         self.assertTrue(expected <= imported)
         self.assertEqual(len(imported), len(self._journal_txn_ids(journal)))
+        logs = self.env["account.online.sync.log"].search(journal.action_open_online_sync_logs()["domain"])
+        self.assertEqual(set(logs.mapped("trigger")), {"first", "manual"})
+        self.assertEqual(logs.journal_id, journal)
         dashboard = journal._get_journal_dashboard_data_batched()[journal.id]
         self.assertEqual(dashboard["online_sync"]["state"], "connected")
         self.assertTrue(dashboard["online_sync"]["last_sync"])
