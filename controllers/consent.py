@@ -12,7 +12,7 @@ class OnlineSyncConsentController(http.Controller):
     @http.route(CALLBACK_PATH, type="http", auth="user", methods=["GET"], readonly=False)
     def consent_callback(self, **params):
         """The provider's hosted consent page sends the browser back here."""
-        if not params.get("state"):
+        if not request.env["account.online.consent.request"]._callback_state(params):
             raise BadRequest()
         try:
             link, journal = request.env["account.online.consent.request"]._complete(params)

@@ -161,6 +161,8 @@ class AccountJournal(models.Model):
                 and transaction.original_currency != journal_currency.name:
             currency = self.env["res.currency"].with_context(active_test=False).search(
                 [("name", "=", transaction.original_currency)], limit=1)
+            if currency and not currency.active:
+                currency.sudo().active = True  # a line in an inactive currency cannot be posted
             if currency:
                 values.update(foreign_currency_id=currency.id,
                               amount_currency=float(transaction.original_amount))

@@ -72,7 +72,7 @@ class AccountOnlineAccount(models.Model):
         return sync_planning.plan_window(
             fields.Date.context_today(self),
             watermark=self.last_sync,
-            first_sync_from=last_line_date and last_line_date + timedelta(days=1),
+            first_sync_from=last_line_date + timedelta(days=1) if last_line_date else None,
             lock_date=lock_date if lock_date and lock_date.year > 1 else None,
             max_history_days=max_history_days,
         )

@@ -8,6 +8,7 @@ from odoo.exceptions import UserError
 
 from ..services.errors import ProviderError
 from ..services.pkce import new_pkce_pair
+from ..services.providers import callback_state_params
 from ..services.proxy import ProxyClient
 
 REQUEST_LIFETIME = timedelta(hours=1)
@@ -56,9 +57,12 @@ class AccountOnlineConsentRequest(models.Model):
         client = ProxyClient(provider_code,
                              self.env["account.online.provider"]._for_company(
                                  provider_code, company)._client_config())
+        consent = link._consent() if link else None
         start = client.start_consent(institution["identifier"], self._callback_url(), state,
                                      code_challenge=challenge if client.uses_pkce else None,
-                                     consent=link._consent() if link else None)
+                                     consent=consent)
+        if link:
+            link._set_credentials(consent.secrets)  # a renewal may have rotated the tokens
         self.sudo().create({
             "state_hash": _hash_state(state),
             "provider_code": provider_code,
@@ -87,9 +91,13 @@ class AccountOnlineConsentRequest(models.Model):
         return request
 
     @api.model
+    def _callback_state(self, params):
+        return next((params[key] for key in callback_state_params() if params.get(key)), None)
+
+    @api.model
     def _complete(self, params):
         """Handle the provider's redirect. Returns the new link; raises UserError otherwise."""
-        request = self._find(params.get("state"))
+        request = self._find(self._callback_state(params))
         if not request:
             raise UserError(_(
                 "This bank authorization is unknown or has expired. Start again from "

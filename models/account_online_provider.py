@@ -1,7 +1,18 @@
+import json
+
 from odoo import _, api, fields, models
-from odoo.exceptions import UserError
+from odoo.exceptions import UserError, ValidationError
 
 from ..services.providers import available_providers, get_adapter_class
+
+
+# How each adapter names the application id and secret the form asks for (default:
+# client_id / client_secret). Other secrets (private keys) keep their own names.
+CREDENTIAL_KEYS = {
+    "plaid": ("client_id", "secret"),
+    "gocardless": ("secret_id", "secret_key"),
+    "saltedge": ("app_id", "secret"),
+}
 
 
 def provider_selection(_model=None):
@@ -29,6 +40,14 @@ class AccountOnlineProvider(models.Model):
         string="Client Secret", compute="_compute_client_secret", inverse="_inverse_client_secret",
         groups="base.group_system", store=False,
         help="Stored encrypted with the server's key; never shown back.")
+    private_key = fields.Text(
+        compute="_compute_client_secret", inverse="_inverse_private_key",
+        groups="base.group_system", store=False,
+        help="PEM private key for providers that sign their requests (Salt Edge, Enable Banking) "
+             "or use a client certificate (Ponto). Stored encrypted; never shown back.")
+    certificate = fields.Text(help="PEM client certificate (Ponto).")
+    options = fields.Text(
+        help='Extra provider settings as JSON, e.g. {"admin_login_name": "..."} for Yodlee.')
     encrypted_secrets = fields.Text(groups="base.group_system", copy=False)
     has_secret = fields.Boolean(compute="_compute_has_secret")
 
@@ -40,13 +59,30 @@ class AccountOnlineProvider(models.Model):
     def _compute_client_secret(self):
         for provider in self:
             provider.client_secret = False
+            provider.private_key = False
 
     def _inverse_client_secret(self):
+        self._store_secret("client_secret")
+
+    def _inverse_private_key(self):
+        self._store_secret("private_key")
+
+    def _store_secret(self, name):
         for provider in self.sudo():
-            if provider.client_secret:
+            if provider[name]:
                 secrets = provider._get_secrets()
-                secrets["client_secret"] = provider.client_secret
+                secrets[name] = provider[name]
                 provider.encrypted_secrets = self.env["account.online.secrets"]._seal(secrets)
+
+    @api.constrains("options")
+    def _check_options(self):
+        for provider in self.filtered("options"):
+            try:
+                if not isinstance(json.loads(provider.options), dict):
+                    raise ValueError
+            except ValueError:
+                raise ValidationError(_("The extra settings of %s must be a JSON object.",
+                                        provider.name)) from None
 
     def _compute_has_secret(self):
         for provider in self:
@@ -90,11 +126,14 @@ class AccountOnlineProvider(models.Model):
         self.ensure_one()
         if self.env["ir.config_parameter"].sudo().get_param("database.is_neutralized"):
             raise UserError(_("This database is a neutralized copy: it never contacts banks."))
-        adapter = get_adapter_class(self.code)
-        config = {
-            "base_url": self.base_url or adapter.default_base_url,
-            "client_id": self.client_id,
-            "environment": self.environment,
-        }
-        config.update(self._get_secrets())
+        id_key, secret_key = CREDENTIAL_KEYS.get(self.code, ("client_id", "client_secret"))
+        config = dict(json.loads(self.options or "{}"), environment=self.environment)
+        if self.base_url:
+            config["base_url"] = self.base_url
+        if self.certificate:
+            config["certificate"] = self.certificate
+        secrets = self._get_secrets()
+        config[id_key] = self.client_id
+        config[secret_key] = secrets.pop("client_secret", None)
+        config.update(secrets)
         return config

@@ -43,15 +43,18 @@ ensure_odoo() {
         pip_install -e "$src"
     fi
     ODOO_ROOT="$("$PYTHON" -c 'import odoo, os; print(os.path.dirname(os.path.dirname(odoo.__file__)))')"
-    mkdir -p "$BUILD_DIR/addons"
-    ln -sfn "$REPO_DIR" "$BUILD_DIR/addons/$MODULE"
-    ADDONS_PATH="$ODOO_ROOT/addons,$ODOO_ROOT/odoo/addons,$BUILD_DIR/addons"
+    # Odoo finds an addon by its folder name; the link lives outside the repository so that
+    # nothing scanning the module (translation export) walks back into it.
+    local link_dir="${TMPDIR:-/tmp}/${MODULE}-addons-$(printf '%s' "$REPO_DIR" | md5sum | cut -c1-8)"
+    mkdir -p "$link_dir"
+    ln -sfn "$REPO_DIR" "$link_dir/$MODULE"
+    ADDONS_PATH="$ODOO_ROOT/addons,$ODOO_ROOT/odoo/addons,$link_dir"
     # Odoo's entry point, as odoo-bin runs it (server time zone UTC).
     ODOO_BIN=("$PYTHON" -c 'import os; os.environ["TZ"] = "UTC"; import odoo; odoo.cli.main()')
 }
 
 ensure_python_packages() {
-    "$PYTHON" -c 'import requests, cryptography, pytest, freezegun' 2>/dev/null || pip_install -r "$REPO_DIR/requirements.txt"
+    pip_install -r "$REPO_DIR/requirements.txt"
 }
 
 as_db_owner() {

@@ -38,7 +38,7 @@ def plan_window(today, *, watermark=None, first_sync_from=None, lock_date=None,
     if watermark:
         start = watermark - timedelta(days=overlap_days)
     else:
-        start = first_sync_from
+        start = first_sync_from or None
     if lock_date:
         start = max(start, lock_date + timedelta(days=1)) if start else lock_date + timedelta(days=1)
     if max_history_days:

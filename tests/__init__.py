@@ -6,3 +6,4 @@ from . import test_security
 from . import test_consent_http
 from . import test_lifecycle
 from . import test_duplicates
+from . import test_providers

@@ -47,6 +47,8 @@ class ProviderAdapter:
     max_history_days = None
     #: Public credentials of a provider that needs no contract (the Sandbox Bank), else None.
     default_credentials = None
+    #: The callback query parameter that carries our ``state`` back.
+    callback_state_param = "state"
     #: Whether the consent flow uses PKCE; the core then keeps a code verifier for the callback.
     uses_pkce = False
 
