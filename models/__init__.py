@@ -2,6 +2,7 @@ from . import online_sync_secrets
 from . import online_sync_errors
 from . import account_online_provider
 from . import account_online_link
+from . import account_online_link_consent
 from . import account_online_account
 from . import account_online_sync_log
 from . import account_online_pending_transaction
