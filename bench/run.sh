@@ -7,10 +7,13 @@ ensure_odoo
 ensure_python_packages
 ensure_postgres
 DB_NAME="${BENCH_DB:-aos_bench}"
-if ! psql -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USER" -d "$DB_NAME" -Atc 'select 1' >/dev/null 2>&1; then
-    "${ODOO_BIN[@]}" "${DB_ARGS[@]}" -d "$DB_NAME" --addons-path="$ADDONS_PATH" \
-        --data-dir "$BUILD_DIR/data" -i "$MODULE" --without-demo=all --stop-after-init --log-level=warn
+if psql -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USER" -d "$DB_NAME" -Atc 'select 1' >/dev/null 2>&1; then
+    install=(-u "$MODULE")
+else
+    install=(-i "$MODULE" --without-demo=all)
 fi
+"${ODOO_BIN[@]}" "${DB_ARGS[@]}" -d "$DB_NAME" --addons-path="$ADDONS_PATH" \
+    --data-dir "$BUILD_DIR/data" "${install[@]}" --stop-after-init --log-level=warn
 BENCH_SIZES="${*:-5000 20000}" BENCH_REPORT="$BUILD_DIR/bench-report.md" \
     "${ODOO_BIN[@]}" shell "${DB_ARGS[@]}" -d "$DB_NAME" --addons-path="$ADDONS_PATH" \
     --data-dir "$BUILD_DIR/data" --no-http --log-level=warn < "$REPO_DIR/bench/import_bench.py"

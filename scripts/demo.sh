@@ -30,11 +30,17 @@ wait_for_url() {
     log "$1 did not answer"; return 1
 }
 
-if ! curl -fsS -o /dev/null "$SANDBOX_URL/_sim/stats" 2>/dev/null; then
-    log "starting the Sandbox Bank on $SANDBOX_URL"
-    ( cd "$REPO_DIR" && nohup "$PYTHON" -m simulators.sandbox_bank --host 127.0.0.1 --port "$SANDBOX_PORT" \
-        > "$BUILD_DIR/sandbox-bank.log" 2>&1 & echo $! > "$BUILD_DIR/sandbox-bank.pid" )
+SETTINGS="$BUILD_DIR/simulators.json"
+if ! { [ -f "$SETTINGS" ] && [ -f "$BUILD_DIR/simulators.pid" ] && kill -0 "$(cat "$BUILD_DIR/simulators.pid")" 2>/dev/null; }; then
+    stop_pidfile "$BUILD_DIR/simulators.pid"
+    stop_pidfile "$BUILD_DIR/sandbox-bank.pid"  # an older demo ran the Sandbox Bank alone
+    pkill -f "simulators.sandbox_bank --host 127.0.0.1 --port $SANDBOX_PORT" 2>/dev/null || true
+    rm -f "$SETTINGS"
+    log "starting the Sandbox Bank and the provider simulators from port $SANDBOX_PORT"
+    ( cd "$REPO_DIR" && nohup "$PYTHON" -m simulators --base-port "$SANDBOX_PORT" --settings "$SETTINGS" \
+        > "$BUILD_DIR/simulators.log" 2>&1 & echo $! > "$BUILD_DIR/simulators.pid" )
     wait_for_url "$SANDBOX_URL/_sim/stats"
+    for _ in $(seq 1 30); do [ -f "$SETTINGS" ] && break; sleep 1; done
 fi
 
 stop_pidfile "$BUILD_DIR/odoo.pid"
@@ -47,7 +53,7 @@ else
 fi
 
 log "connecting the Sandbox Bank and synchronizing"
-SANDBOX_URL="$SANDBOX_URL" WEB_URL="http://localhost:$HTTP_PORT" \
+SIMULATORS="$SETTINGS" WEB_URL="http://localhost:$HTTP_PORT" \
     "${ODOO_BIN[@]}" shell "${ODOO_ARGS[@]}" --no-http --log-level=warn < "$REPO_DIR/scripts/demo_setup.py"
 
 log "serving Odoo on http://localhost:$HTTP_PORT"
@@ -60,6 +66,8 @@ cat <<MSG
   Odoo is serving $DB_NAME on http://localhost:$HTTP_PORT  (login: admin / password: admin)
   Invoicing > Dashboard shows the Sandbox journals and their last synchronization;
   Invoicing > Configuration > Online Synchronization lists the connection and its log.
-  The Sandbox Bank runs on $SANDBOX_URL (API: simulators/sandbox_bank/README.md).
-  Stop both: kill \$(cat $BUILD_DIR/odoo.pid $BUILD_DIR/sandbox-bank.pid)
+  The Sandbox Bank runs on $SANDBOX_URL (API: simulators/sandbox_bank/README.md); Plaid, Yodlee,
+  Salt Edge, Ponto, Enable Banking and GoCardless simulators run beside it and are configured as
+  providers: Add a Bank Account lists their banks. Simulator addresses: $BUILD_DIR/simulators.log
+  Stop everything: kill \$(cat $BUILD_DIR/odoo.pid $BUILD_DIR/simulators.pid)
 MSG
