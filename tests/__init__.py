@@ -7,3 +7,4 @@ from . import test_consent_http
 from . import test_lifecycle
 from . import test_duplicates
 from . import test_providers
+from . import test_translations
