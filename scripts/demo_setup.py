@@ -9,6 +9,10 @@ from odoo.addons.account_online_synchronization.simulators.sandbox_bank import s
 admin_env = env(user=env.ref("base.user_admin"))  # noqa: F821 (provided by odoo shell)
 admin_env["ir.config_parameter"].sudo().set_param("web.base.url", os.environ["WEB_URL"])
 company = admin_env.company
+# Dutch beside English, so the demo can be clicked through in both (Preferences > Language).
+if not admin_env["res.lang"].search([("code", "=", "nl_BE")]):
+    dutch = admin_env["res.lang"].with_context(active_test=False).search([("code", "=", "nl_BE")])
+    admin_env["base.language.install"].sudo().create({"lang_ids": [(6, 0, dutch.ids)]}).lang_install()
 Provider = admin_env["account.online.provider"].sudo()
 with open(os.environ["SIMULATORS"]) as handle:
     simulators = json.load(handle)

@@ -31,11 +31,23 @@ class AccountOnlineConnectWizard(models.TransientModel):
         help="Phone number or e-mail address the provider may use to check it is really your "
              "company connecting its bank accounts. Asked once per company.")
 
+    @api.model
+    def default_get(self, fields_list):
+        """Open with the banks of the company's country already listed."""
+        values = super().default_get(fields_list)
+        if "institution_ids" in fields_list:
+            country = self.env["res.country"].browse(values.get("country_id"))
+            lines, message = self._find_institutions(country, values.get("search_text"))
+            values.update(institution_ids=[(0, 0, line) for line in lines],
+                          search_message=message)
+        return values
+
     @api.model_create_multi
     def create(self, vals_list):
         wizards = super().create(vals_list)
-        for wizard in wizards:
-            wizard._search_institutions()
+        for wizard, vals in zip(wizards, vals_list):
+            if "search_text" in vals or "country_id" in vals:  # not what the defaults listed
+                wizard._search_institutions()
         return wizards
 
     def _providers(self):
@@ -45,15 +57,15 @@ class AccountOnlineConnectWizard(models.TransientModel):
             providers |= Provider._for_company("sandbox", self.env.company)
         return providers.sorted("sequence")
 
-    def _search_institutions(self):
+    @api.model
+    def _find_institutions(self, country, search_text):
         """Ask every configured provider; one line per bank, with the providers serving it."""
-        self.ensure_one()
         found, problems = {}, []
         for provider in self._providers():
             client = ProxyClient(provider.code, provider._client_config())
             try:
-                institutions = client.institutions(country=self.country_id.code or None,
-                                                   query=self.search_text or None)
+                institutions = client.institutions(country=country.code or None,
+                                                   query=search_text or None)
             except ProviderError as error:
                 problems.append(_("%(provider)s could not list its banks (reference %(ref)s).",
                                   provider=provider.name, ref=error.reference))
@@ -66,16 +78,22 @@ class AccountOnlineConnectWizard(models.TransientModel):
                 entry["identifiers"][str(provider.id)] = institution.external_id
                 entry["provider_ids"].append(provider.id)
                 entry["beta"] = entry["beta"] and institution.beta
-        self.institution_ids = [(5, 0, 0)] + [(0, 0, {
+        lines = [{
             "name": entry["name"], "bic": entry["bic"], "logo_url": entry["logo_url"],
             "beta": entry["beta"], "identifiers": json.dumps(entry["identifiers"]),
             "provider_ids": [(6, 0, entry["provider_ids"])],
             "provider_id": entry["provider_ids"][0],
-        }) for entry in sorted(found.values(), key=lambda e: e["name"].lower())]
+        } for entry in sorted(found.values(), key=lambda e: e["name"].lower())]
         message = " ".join(problems)
         if not found:
             message = (message + " " + _("No bank matches this search.")).strip()
-        self.search_message = message or False
+        return lines, message or False
+
+    def _search_institutions(self):
+        self.ensure_one()
+        lines, message = self._find_institutions(self.country_id, self.search_text)
+        self.institution_ids = [(5, 0, 0)] + [(0, 0, line) for line in lines]
+        self.search_message = message
 
     def action_search(self):
         self.ensure_one()
