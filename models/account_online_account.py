@@ -121,9 +121,10 @@ class AccountOnlineAccount(models.Model):
         }
 
     def _replace_pending(self, pending, identifier):
-        self.pending_transaction_ids.unlink()
+        # Kept by the system (users only read them), whoever triggered the synchronization.
+        self.pending_transaction_ids.sudo().unlink()
         currency = self.currency_id or self.company_id.currency_id
-        self.env["account.online.pending.transaction"].create([{
+        self.env["account.online.pending.transaction"].sudo().create([{
             "online_account_id": self.id,
             "date": txn.transaction_date or txn.value_date or fields.Date.context_today(self),
             "payment_ref": txn.description,

@@ -39,6 +39,19 @@ class TestSecurity(OnlineSyncCase):
         with self.assertRaises(AccessError):
             provider.with_user(self.manager).write({"base_url": "http://127.0.0.1:1"})
 
+    def test_a_manager_connects_and_synchronizes_without_superuser_rights(self):
+        manager_env = self.env(user=self.manager)
+        params = self._give_consent(env=manager_env)
+        link, _journal = manager_env["account.online.consent.request"]._complete(params)
+        selection = manager_env["account.online.account.selection"].create({"link_id": link.id})
+        action = selection.action_confirm()
+        self.assertEqual(action["params"]["type"], "success")
+        eur = self._eur_account(link)
+        self.assertTrue(self._journal_txn_ids(eur.journal_id))
+        self.assertTrue(eur.pending_transaction_ids)
+        self.assertEqual(link.with_user(self.manager).action_fetch_transactions()["params"]["type"],
+                         "success")
+
     def test_two_companies(self):
         company_b = self.env["res.company"].create({"name": "Company B",
                                                     "currency_id": self.env.ref("base.EUR").id})

@@ -87,14 +87,16 @@ class AccountOnlineAccountSelectionLine(models.TransientModel):
         company = self.wizard_id.link_id.company_id
         journal = self.journal_id
         if not journal:
-            journal = self.env["account.journal"].create({
+            # Its bank account (res.partner.bank) needs contact rights an accounting manager may
+            # lack; creating the journal is part of connecting, which the manager may do.
+            journal = self.env["account.journal"].sudo().with_company(company).create({
                 "name": account.name,
                 "type": "bank",
                 "company_id": company.id,
                 "currency_id": account.currency_id.id
                 if account.currency_id != company.currency_id else False,
                 "bank_acc_number": account.account_number,
-            })
+            }).sudo(False)
         journal_currency = journal.currency_id or company.currency_id
         if account.currency_id and account.currency_id != journal_currency:
             if journal.has_entries:
