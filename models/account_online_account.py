@@ -91,7 +91,7 @@ class AccountOnlineAccount(models.Model):
             page = SyncPage(added=[])
         else:
             page = client.transactions(consent, self.online_identifier, window.date_from,
-                                       window.date_to, cursor=self.sync_cursor)
+                                       window.date_to, cursor=self.sync_cursor or None)
         balances = client.balances(consent, self.online_identifier)
         identifier = partial(sync_planning.transaction_identifier, account_key=self._identifier_key())
         known = journal._online_sync_known_identifiers([identifier(t) for t in page.added])

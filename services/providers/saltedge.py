@@ -304,6 +304,16 @@ def append_query(url, params):
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
+def transaction_cursor(cursor):
+    """The ``from_id`` a sync cursor stands for: a Salt Edge transaction id (decimal digits),
+    else None (no cursor, ``False`` from an empty field, or a value Salt Edge would refuse)."""
+    if isinstance(cursor, int) and not isinstance(cursor, bool) and cursor > 0:
+        return str(cursor)
+    if isinstance(cursor, str) and re.fullmatch(r"[0-9]{1,20}", cursor.strip()):
+        return cursor.strip()
+    return None
+
+
 def map_institution(raw):
     country = raw.get("country_code")
     return Institution(
@@ -873,12 +883,15 @@ class SaltEdgeAdapter(ProviderAdapter):
         """Posted and pending transactions of the account dated in [date_from, date_to] (None:
         unbounded), following ``meta.next_id`` to the last page. Salt Edge's list has no date
         filter, so the window is applied here. ``cursor``: a posted-transaction id to start
-        from (``from_id``); Salt Edge is synced by date window, so ``next_cursor`` is None."""
+        from (``from_id``); Salt Edge is synced by date window, so ``next_cursor`` is None.
+        A cursor that is no Salt Edge id (empty, ``False`` from an empty field, another
+        provider's or an older format's cursor) is ignored: the whole window is read."""
         if self.user_present or self.config.get("refresh_before_fetch"):
             self._refresh_before_fetch(consent)
         params = {"connection_id": consent.external_id, "account_id": account_external_id,
                   "per_page": PER_PAGE}
-        posted = self._paged("/transactions", params, "transactions", from_id=cursor)
+        posted = self._paged("/transactions", params, "transactions",
+                             from_id=transaction_cursor(cursor))
         pending = self._paged("/transactions", dict(params, **PENDING_PARAMS), "transactions")
         added = []
         with self._mapping("transactions"):

@@ -528,11 +528,16 @@ class EnableBankingServer:
                   entry_reference=None, unattended_daily_limit=False):
         """Change the data parameters (any subset); returns the configuration.
 
+        ``history_days`` is how far back the bank's data goes: its history starts again at
+        today − ``history_days`` (the first day ``expected_booked`` and the balances count from
+        is the first day the API can serve), longer or shorter than before.
         ``unattended_daily_limit=None`` disables the quota (the default argument leaves it).
         """
         with self._lock:
             self._configure(history_days, txns_per_day, page_size, entry_reference,
                             unattended_daily_limit)
+            if history_days is not None:
+                self._origin = self.today - timedelta(days=self._config["history_days"])
             self._extend_origin()
             return self.config()
 

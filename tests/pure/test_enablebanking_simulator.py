@@ -303,6 +303,26 @@ def test_transactions_page_to_the_end_and_match_the_bank(call, eb):
     assert Decimal(served["ITAV"]["balance_amount"]["amount"]) == balances["available"]
 
 
+@pytest.mark.parametrize("history_days", [20, 200])
+def test_configured_history_is_what_the_bank_holds_and_serves(call, eb, history_days):
+    eb.set_today("2024-03-01")
+    eb.configure(history_days=history_days)
+    first_day = date(2024, 3, 1) - timedelta(days=history_days)
+    assert eb.config()["first_day"] == first_day.isoformat()
+    uid = uid_of(open_session(call))
+    served, _ = all_transactions(call, uid)  # no date_from: from the first day it serves
+    booked = [t for t in served if t["status"] == "BOOK"]
+    held = eb.expected_booked(MAIN_IBAN, date(2020, 1, 1), eb.today)
+    assert booked == held and len(held) == (history_days + 1) * 3
+    assert min(t["booking_date"] for t in booked) == first_day.isoformat()
+    balances = eb.expected_balances(MAIN_IBAN)
+    assert balances["booked"] == Decimal("5000.00") + balance_total(held)
+    # Days that leave the served window as the clock advances are still held.
+    eb.advance_days(5)
+    assert eb.config()["first_day"] == first_day.isoformat()
+    assert len(eb.expected_booked(MAIN_IBAN, date(2020, 1, 1), eb.today)) == len(held) + 15
+
+
 def test_data_is_deterministic_and_grows_with_the_clock(call, eb, keys):
     eb.set_today("2024-05-10")
     uid = uid_of(open_session(call))

@@ -285,6 +285,37 @@ def test_fetch_returns_exactly_the_banks_transactions(adapter, se):
     assert min(t.booking_date for t in booked) == date(2024, 2, 1)
 
 
+def test_cursor_of_an_empty_field_or_another_format_is_ignored(adapter, se):
+    # The core passes the account's stored cursor back: False when the field is empty (Salt Edge
+    # never returns one), or a value it does not understand. Neither may reach ``from_id``.
+    se.set_today("2024-03-10")
+    consent = connect(adapter)
+    eur = by_currency(adapter, consent)["EUR"]
+    window = (date(2024, 2, 1), date(2024, 3, 10))
+    whole = adapter.fetch_transactions(consent, eur.external_id, *window)
+    for cursor in (False, "", "   ", "not-an-id", "12ab", "-5", "\u00b2"):
+        page = adapter.fetch_transactions(consent, eur.external_id, *window, cursor=cursor)
+        assert [t.external_id for t in page.added] == [t.external_id for t in whole.added]
+        assert page.next_cursor is None
+    assert saltedge_module.transaction_cursor(None) is None
+    assert saltedge_module.transaction_cursor(False) is None
+    assert saltedge_module.transaction_cursor(True) is None
+    assert saltedge_module.transaction_cursor(" 1460000000000123 ") == "1460000000000123"
+    assert saltedge_module.transaction_cursor(42) == "42"
+
+
+def test_cursor_that_is_a_transaction_id_starts_there(adapter, se):
+    se.set_today("2024-03-10")
+    consent = connect(adapter)
+    eur = by_currency(adapter, consent)["EUR"]
+    posted = se.expected_booked(MAIN_IBAN, date(2024, 2, 1), date(2024, 3, 10))
+    middle = posted[len(posted) // 2]["id"]
+    page = adapter.fetch_transactions(consent, eur.external_id, None, None, cursor=middle)
+    booked = [t.external_id for t in page.added if t.status == TxnStatus.BOOKED]
+    assert booked and min(booked, key=int) == middle
+    assert all(int(i) >= int(middle) for i in booked)
+
+
 def test_fetch_follows_every_page(make_adapter, se, monkeypatch):
     se.set_today("2024-03-10")
     se.configure(txns_per_day={"EUR": 10})
