@@ -123,6 +123,12 @@ class AccountOnlineConnectInstitution(models.TransientModel):
     provider_id = fields.Many2one("account.online.provider", string="Through",
                                   domain="[('id', 'in', provider_ids)]")
     identifier = fields.Char(compute="_compute_identifier")
+    several_providers = fields.Boolean(compute="_compute_several_providers")
+
+    @api.depends("provider_ids")
+    def _compute_several_providers(self):
+        for line in self:
+            line.several_providers = len(line.provider_ids) > 1
 
     @api.depends("identifiers", "provider_id")
     def _compute_identifier(self):
