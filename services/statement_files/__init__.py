@@ -39,6 +39,7 @@ translation function (``.translated(_)``) applied to the template from ``MESSAGE
 import io
 import os
 import zipfile
+import zlib
 
 from . import camt, coda, ofx, qif
 from . import csv as csv_parser
@@ -128,12 +129,34 @@ def parse_file(content, filename=None, *, options=None):
         raise StatementFileError("parse_failed", format=fmt, detail=detail) from error
 
 
+#: what a damaged ZIP archive raises while it is opened or read
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError,
+               IndexError, OverflowError, RuntimeError)      # NotImplementedError included
+
+
+def _zip_failure(error, member=None):
+    """``zip_invalid`` saying why, in words (never the exception)."""
+    if isinstance(error, NotImplementedError):
+        reason = "it uses a compression method or ZIP version that is not supported"
+    elif type(error) is RuntimeError:           # zipfile: encrypted member
+        reason = "a file in it is protected by a password"
+    else:
+        reason = "it is damaged or incomplete"
+    if member:
+        member = "".join(c if c.isprintable() else "?" for c in member)
+        reason = f"{member}: {reason}"
+    return StatementFileError("zip_invalid", detail=reason)
+
+
 def _parse_zip(content, filename, options):
     try:
         archive = zipfile.ZipFile(io.BytesIO(content))
+        infos = archive.infolist()
     except zipfile.BadZipFile:
         raise StatementFileError("unknown_format", filename=filename or "-") from None
-    members = [m for m in archive.infolist() if not m.is_dir()
+    except _ZIP_ERRORS as error:
+        raise _zip_failure(error) from error
+    members = [m for m in infos if not m.is_dir()
                and not os.path.basename(m.filename).startswith((".", "__MACOSX"))
                and "__MACOSX" not in m.filename]
     if not members:
@@ -142,11 +165,15 @@ def _parse_zip(content, filename, options):
         raise StatementFileError("zip_too_large", count=len(members))
     combined = None
     for member in sorted(members, key=lambda m: m.filename):
-        data = archive.read(member)
+        try:
+            data = archive.read(member)
+        except _ZIP_ERRORS as error:
+            raise _zip_failure(error, member.filename) from error
         fmt = detect_format(data, member.filename)
         if fmt is None or fmt == "csv" and not member.filename.lower().endswith((".csv", ".txt")):
             continue
-        result = parse_file(data, member.filename, options=options)
+        # the format is forced: an archive inside the archive is not opened in turn
+        result = parse_file(data, member.filename, options=dict(options, format=fmt))
         if combined is None:
             combined = result
             combined.raw["files"] = [member.filename]

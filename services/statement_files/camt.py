@@ -21,8 +21,8 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
 from .model import (ParseResult, Statement, StatementFileError, assign_synthetic_ids,
-                    check_balances, clean, ensure_unique_ids, join_text, make_transaction,
-                    round_statement_amounts)
+                    check_balances, checked_amount, clean, ensure_unique_ids, join_text,
+                    make_transaction, round_statement_amounts)
 
 FORMAT = "camt053"
 
@@ -119,8 +119,8 @@ def _amount(element, ctx, entry="-"):
     if amt is None or not (amt.text or "").strip():
         return None, None
     try:
-        value = Decimal(amt.text.strip())
-    except InvalidOperation:
+        value = checked_amount(Decimal(amt.text.strip()))
+    except (InvalidOperation, ValueError):
         raise StatementFileError("camt_bad_amount", statement=ctx.label, entry=entry,
                                  value=amt.text.strip()) from None
     indicator = _text(element, "CdtDbtInd")
@@ -137,8 +137,8 @@ def _plain_amount(element):
     if amt is None or not (amt.text or "").strip():
         return None, None
     try:
-        return Decimal(amt.text.strip()), (amt.get("Ccy") or "").upper() or None
-    except InvalidOperation:
+        return checked_amount(Decimal(amt.text.strip())), (amt.get("Ccy") or "").upper() or None
+    except (InvalidOperation, ValueError):
         return None, None
 
 

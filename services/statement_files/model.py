@@ -32,6 +32,9 @@ MESSAGES = {
         "The %(format)s file could not be read (%(detail)s). Check that it is a complete "
         "statement export; if it is, report the problem with the file attached."),
     "zip_too_large": "The ZIP archive holds too many or too large files (%(count)s files).",
+    "zip_invalid": (
+        "The ZIP archive cannot be opened (%(detail)s). Extract the statement file from it and "
+        "import that file instead."),
     "zip_mixed_formats": (
         "The ZIP archive mixes %(first)s and %(other)s files; import them "
         "separately."),
@@ -385,6 +388,19 @@ def round_amount(amount, currency):
     return rounded, rounded != amount
 
 
+#: amounts have at most this many digits before the decimal point (a quadrillion and more is
+#: a damaged file, and larger values would overflow the 28-digit decimal arithmetic)
+MAX_AMOUNT_DIGITS = 15
+
+
+def checked_amount(number):
+    """``number`` (a Decimal) when it is a finite amount of at most ``MAX_AMOUNT_DIGITS``
+    integer digits; raises ValueError otherwise (NaN, Infinity, 1E+40...)."""
+    if not number.is_finite() or (number and number.adjusted() >= MAX_AMOUNT_DIGITS):
+        raise ValueError(str(number))
+    return number
+
+
 _CURRENCY_CODES = ("EUR|USD|GBP|CHF|CAD|AUD|NZD|JPY|SEK|NOK|DKK|ISK|PLN|CZK|HUF|RON|BGN|HRK|"
                    "TRY|ZAR|BRL|MXN|INR|CNY|HKD|SGD|RUB|UAH|ILS|AED|SAR")
 _NUMBER_JUNK = re.compile(r"[\s\u00a0\u202f$€£¥]|(?<=\d)'(?=\d)|^(?:%s)|(?:%s)$"
@@ -421,8 +437,8 @@ def parse_decimal(text, decimal_sep=None):
     if not re.fullmatch(r"\d+(\.\d*)?|\.\d+", value):
         raise ValueError(raw)
     try:
-        number = Decimal(value)
-    except InvalidOperation:
+        number = checked_amount(Decimal(value))
+    except (InvalidOperation, ValueError):
         raise ValueError(raw) from None
     return -number if negative else number
 
@@ -493,6 +509,8 @@ def parse_date(value, order):
     if not value:
         return None
     text = value.strip()
+    if len(text) > 40:          # no date is this long; keeps _TIME_TAIL linear on junk
+        return None
     timed = _TIME_TAIL.match(text)
     if timed and re.search(r"\d[-/.']", timed.group(1)):
         text = timed.group(1)

@@ -13,9 +13,11 @@ Dates are the date written in the file (the bank's local date); the time-zone su
 used to shift it to UTC. OFX has no opening balance: it is computed from LEDGERBAL when that
 balance is dated on or after the last line.
 """
+import html
 import io
 import re
 import warnings
+from datetime import date
 from decimal import Decimal
 
 from .model import (ParseResult, Statement, StatementFileError, assign_synthetic_ids, clean,
@@ -101,6 +103,43 @@ def _amount_text(value):
     return str(parse_decimal(value, sep))
 
 
+def _block(name):
+    """``(<NAME>)(content)(</NAME>)`` where the content holds neither tag: an unclosed element
+    is then skipped at once instead of being searched to the end of the file for every
+    occurrence (quadratic on large damaged files)."""
+    return re.compile(r"(<%s>)([^<]*(?:<(?!/?%s>)[^<]*)*)(</%s>)" % (name, name, name),
+                      re.IGNORECASE)
+
+
+_STMTTRN_BLOCK = _block("STMTTRN")
+_PENDING_BLOCK = _block("BANKTRANLISTP")
+_SONRS_BLOCK = _block("SONRS")
+#: a ``<`` that starts no tag, comment or declaration (html.parser would take it for one)
+_STRAY_LT = re.compile(r"<(?![A-Za-z!?]|/[A-Za-z])")
+#: aggregates ofxparse reads but the import does not use; a damaged one breaks ofxparse
+#: (``int()`` of the status code), so their tags are removed (their leaves stay, unread)
+_UNUSED_AGGREGATES = re.compile(r"</?(?:SONRS|STATUS)>", re.IGNORECASE)
+_DATE_VALUE = re.compile(r"(<(DT[A-Z]+)>)([^<]*)(</\2>)?", re.IGNORECASE)
+
+
+def _ofx_day(value):
+    """The ``date`` of an OFX date-time value (YYYYMMDD then anything), or None."""
+    digits = re.match(r"\s*(\d{4})(\d{2})(\d{2})", value)
+    if not digits:
+        return None
+    try:
+        return date(*(int(d) for d in digits.groups()))
+    except ValueError:
+        return None
+
+
+def _institution(body):
+    """ORG of the sign-on response (the financial institution), or None."""
+    sonrs = _SONRS_BLOCK.search(body)
+    org = re.search(r"<ORG>([^<]*)", sonrs.group(2) if sonrs else body[:4096], re.IGNORECASE)
+    return clean(html.unescape(org.group(1))) if org else None
+
+
 def _preprocess(body, result):
     """Body text ofxparse can swallow, plus per-transaction extras by index."""
     # comments, CDATA, pending lists
@@ -108,6 +147,8 @@ def _preprocess(body, result):
     body = re.sub(r"<!\[CDATA\[(.*?)\]\]>",
                   lambda m: m.group(1).replace("&", "&amp;").replace("<", "&lt;"),
                   body, flags=re.DOTALL)
+    body = _STRAY_LT.sub("&lt;", body)
+    body = _UNUSED_AGGREGATES.sub("", body)
     pending = 0
 
     def drop_pending(match):
@@ -115,8 +156,7 @@ def _preprocess(body, result):
         pending += len(re.findall(r"<STMTTRNP>", match.group(0), re.IGNORECASE))
         return ""
 
-    body = re.sub(r"<BANKTRANLISTP>.*?</BANKTRANLISTP>", drop_pending, body,
-                  flags=re.DOTALL | re.IGNORECASE)
+    body = _PENDING_BLOCK.sub(drop_pending, body)
     if pending:
         result.warn("ofx_pending_ignored", count=pending)
     # empty elements: <X></X> (XML style) and, for SGML leaves, <X> directly followed by a tag
@@ -130,8 +170,16 @@ def _preprocess(body, result):
     body = re.sub(r"<([A-Z0-9_.]+)>\s*(?=<)", drop_empty_leaf, body, flags=re.IGNORECASE)
     body = re.sub(r"<([A-Z0-9_.]+)>\s*</\1>", "", body, flags=re.IGNORECASE)
 
-    # dates: keep the local date written in the file (YYYYMMDD), drop time and zone
-    body = re.sub(r"(<DT[A-Z]+>)\s*(\d{8})[^<]*", r"\1\2", body, flags=re.IGNORECASE)
+    # dates: keep the local date written in the file (YYYYMMDD), drop time and zone. A
+    # posting date that is no date is reported with its transaction below; any other
+    # unreadable date (server time, period, balance date...) is dropped: ofxparse would fail
+    def fix_date(match):
+        day = _ofx_day(match.group(3))
+        if day is not None:
+            return f"{match.group(1)}{day:%Y%m%d}{match.group(4) or ''}"
+        return match.group(0) if match.group(2).upper() == "DTPOSTED" else ""
+
+    body = _DATE_VALUE.sub(fix_date, body)
 
     # amounts: canonical decimal text
     def fix_amount(match):
@@ -142,7 +190,11 @@ def _preprocess(body, result):
             return f"{tag}{_amount_text(value)}"
         except ValueError:
             number = len(re.findall(r"<STMTTRN>", body[:match.start()], re.IGNORECASE))
-            raise StatementFileError("ofx_bad_amount", number=number or "-",
+            if tag.upper() != "<TRNAMT>" or not number:   # a balance, or outside any line
+                raise StatementFileError(
+                    "ofx_invalid", detail=f"the amount {value.strip()} of {tag.upper()} is "
+                                          "not a number") from None
+            raise StatementFileError("ofx_bad_amount", number=number,
                                      value=value.strip()) from None
 
     body = re.sub(r"(<(?:TRNAMT|BALAMT)>)([^<]*)", fix_amount, body, flags=re.IGNORECASE)
@@ -173,25 +225,65 @@ def _preprocess(body, result):
         if "dtposted" not in fields:
             raise StatementFileError("ofx_missing_date", number=index + 1,
                                      fitid=fields.get("fitid", "-"))
+        if _ofx_day(fields["dtposted"]) is None:
+            raise StatementFileError(
+                "ofx_invalid", detail=f"the posting date {fields['dtposted']} of transaction "
+                                      f"{index + 1} (FITID {fields.get('fitid', '-')}) is not "
+                                      "a date written YYYYMMDD")
         extras.append(fields)
         block = re.sub(r"<FITID>[^<]*(</FITID>)?", "", block, flags=re.IGNORECASE)
         marker = f"{index}{_FITID_MARK}{fields.get('fitid', '')}"
         marker = marker.replace("&", "&amp;").replace("<", "&lt;")
         return f"{match.group(1)}<FITID>{marker}</FITID>{block}{match.group(3)}"
 
-    body = re.sub(r"(<STMTTRN>)(.*?)(</STMTTRN>)", tag_transaction, body,
-                  flags=re.DOTALL | re.IGNORECASE)
+    body = _STMTTRN_BLOCK.sub(tag_transaction, body)
     if re.search(r"<STMTTRN>", body, re.IGNORECASE) and len(extras) < len(
             re.findall(r"<STMTTRN>", body, re.IGNORECASE)):
         raise StatementFileError("ofx_invalid", detail="a <STMTTRN> element is never closed")
-    return body, extras
+    return _close_leaves(body), extras
+
+
+_LEAF = re.compile(r"<([A-Z0-9_.]+)>([^<]*)", re.IGNORECASE)
+
+
+def _close_leaves(body):
+    """Close every SGML leaf (``<NAME>value`` -> ``<NAME>value</NAME>``).
+
+    Same tree as ofxparse's own closing, which looks every tag up in the list of all closing
+    tags of the file: for a leaf closed nowhere that lookup scans the whole list, so a file
+    of 50,000 SGML transactions took minutes (quadratic); with every leaf closed the lookup
+    stops at the first transaction."""
+    def close(match):
+        name, text = match.group(1), match.group(2)
+        value = text.rstrip()
+        if not value or name.upper() in _AGGREGATES:
+            return match.group(0)
+        end = match.end()
+        if match.string[end:end + len(name) + 3].upper() == f"</{name.upper()}>":
+            return match.group(0)
+        return f"<{name}>{value}</{name}>{text[len(value):]}"
+
+    return _LEAF.sub(close, body)
 
 
 _CLEAN_HEADER = ("OFXHEADER:100\nDATA:OFXSGML\nVERSION:102\nSECURITY:NONE\nENCODING:UTF-8\n"
                  "CHARSET:NONE\nCOMPRESSION:NONE\nOLDFILEUID:NONE\nNEWFILEUID:NONE\n\n")
 
 
+#: what ofxparse's own messages about a damaged element mean, for the user
+_OFXPARSE_DETAILS = (
+    (r"date|time data|unconverted|out of range", "a date is not written YYYYMMDD"),
+    (r"amount|balance", "an amount is missing or not a number"),
+    (r"fit ?id", "a transaction has no FITID"),
+    (r"type|name|sic|mcc|check", "an element of a transaction is empty"),
+)
+_DAMAGED = "its structure is damaged (an element is missing, empty or in the wrong place)"
+
+
 def _run_ofxparse(body):
+    """ofxparse's result; any failure of ofxparse (its own exception, or a Python error on
+    markup it does not expect) becomes ``ofx_invalid`` with a sentence for the user. The
+    technical cause stays chained (``__cause__``) for the server log."""
     from ofxparse import OfxParser
     from ofxparse.ofxparse import OfxParserException
 
@@ -200,11 +292,19 @@ def _run_ofxparse(body):
         warnings.simplefilter("ignore")
         try:
             return OfxParser.parse(io.BytesIO(data), fail_fast=True)
-        except OfxParserException as error:
-            detail = " ".join(str(error).split())
-        except (ValueError, IndexError, TypeError, AttributeError, KeyError) as error:
-            detail = f"{type(error).__name__}: {' '.join(str(error).split())}"
-    raise StatementFileError("ofx_invalid", detail=detail)
+        except RecursionError:
+            raise StatementFileError("ofx_invalid", detail="its elements are nested too deeply") \
+                from None
+        except Exception as error:  # noqa: BLE001 - third-party parser on damaged input
+            detail = _DAMAGED
+            if isinstance(error, OfxParserException):
+                message = str(error)
+                detail = next((d for pattern, d in _OFXPARSE_DETAILS
+                               if re.search(pattern, message, re.IGNORECASE)), _DAMAGED)
+                if "empty" in message.lower() and "ofx file" in message.lower():
+                    detail = "there is no <OFX> element"
+            cause = error
+    raise StatementFileError("ofx_invalid", detail=detail) from cause
 
 
 # ---------------------------------------------------------------------------------- parsing
@@ -218,6 +318,7 @@ def parse(content, filename=None, options=None):
     header, version, body = _split_header(text.lstrip("\ufeff \t\r\n"))
     result.version = version
     result.raw["header"] = header
+    institution = _institution(body)
     body, extras = _preprocess(body, result)
     ofx = _run_ofxparse(body)
 
@@ -226,9 +327,6 @@ def parse(content, filename=None, options=None):
                 if getattr(a, "type", None) in (AccountType.Bank, AccountType.CreditCard)]
     if not accounts:
         raise StatementFileError("ofx_no_statement")
-    institution = None
-    if getattr(ofx, "signon", None) is not None:
-        institution = getattr(ofx.signon, "fi_org", None)
     no_fitid = 0
     for account in accounts:
         statement = _statement(account, extras, result, institution)

@@ -254,6 +254,28 @@ def test_namespace_less_and_iso_prefixed_namespaces():
         assert parse_file(content, "x.xml").transactions[0].amount == Decimal("2.00")
 
 
+@pytest.mark.parametrize("amount", ["NaN", "sNaN", "Infinity", "-Infinity", "1E+30",
+                                    "1" * 40])
+def test_non_finite_and_absurd_amounts_are_refused(amount):
+    """Decimal() reads 'NaN', 'Infinity' and '1E+30'; rounding them (or comparing NaN) raised
+    decimal.InvalidOperation, shown to the user as 'InvalidOperation: [<class ...>]'."""
+    with pytest.raises(StatementFileError) as error:
+        parse_file(_camt(_entry(amount, "CRDT")))
+    assert error.value.code == "camt_bad_amount" and f"'{amount}' is not a number" in \
+        str(error.value)
+    with pytest.raises(StatementFileError) as error:        # in a balance too
+        parse_file(_camt(_entry("1.00", "CRDT"), balances=(("OPBD", amount, "CRDT"),)))
+    assert error.value.code == "camt_bad_amount"
+
+
+def test_absurd_transaction_amount_detail_is_ignored():
+    """An unusable TxDtls amount only prevents the split of a batch entry."""
+    detail = ('<TxDtls><AmtDtls><TxAmt><Amt Ccy="EUR">NaN</Amt></TxAmt></AmtDtls></TxDtls>'
+              '<TxDtls><AmtDtls><TxAmt><Amt Ccy="EUR">1.00</Amt></TxAmt></AmtDtls></TxDtls>')
+    result = parse_file(_camt(_entry("2.00", "CRDT", extra=f"<NtryDtls>{detail}</NtryDtls>")))
+    assert [t.amount for t in result.transactions] == [Decimal("2.00")]
+
+
 def _entry(amount, indicator, status="<Sts>BOOK</Sts>",
            dates="<BookgDt><Dt>2024-03-30</Dt></BookgDt>", extra=""):
     indicator_xml = f"<CdtDbtInd>{indicator}</CdtDbtInd>" if indicator else ""

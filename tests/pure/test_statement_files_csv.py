@@ -260,3 +260,11 @@ def test_every_builtin_profile_is_well_formed():
         assert mapping.date_column is not None
         assert mapping.amount_column is not None or mapping.debit_column is not None
         assert bool(profile.headers) != bool(profile.match_rows)
+
+
+def test_absurd_amount_is_refused_with_its_line():
+    """A 40-digit amount overflowed the decimal context when rounded (InvalidOperation)."""
+    with pytest.raises(StatementFileError) as error:
+        parse_file(("Date,Label,Amount\n2024-01-31,A,1.00\n2024-02-01,B," + "9" * 40 +
+                    ".00\n").encode(), "x.csv")
+    assert error.value.code == "csv_bad_amount" and "Line 3" in str(error.value)

@@ -156,7 +156,8 @@ def test_parse_decimal(text, value):
     assert parse_decimal(text) == Decimal(value)
 
 
-@pytest.mark.parametrize("text", ["", "abc", "12,3.4x", "1-2", "VWZ1"])
+@pytest.mark.parametrize("text", ["", "abc", "12,3.4x", "1-2", "VWZ1", "1" * 16,
+                                  "1,000,000,000,000,000.00", "NaN", "Infinity", "1E+30"])
 def test_parse_decimal_rejects(text):
     with pytest.raises(ValueError):
         parse_decimal(text)
@@ -166,3 +167,50 @@ def test_guess_decimal_separator_over_a_column():
     assert guess_decimal_separator(["1,25", "0,00", "20,00"]) == ","
     assert guess_decimal_separator(["1,533.50", "-33.50"]) == "."
     assert guess_decimal_separator(["50000", "1,000"]) == "."
+
+
+# ------------------------------------------------------------------ damaged ZIP archives
+def _zip(*members, method=zipfile.ZIP_DEFLATED):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", method) as archive:
+        for name, content in members:
+            archive.writestr(name, content)
+    return bytearray(buffer.getvalue())
+
+
+def _zip_error(content):
+    with pytest.raises(StatementFileError) as error:
+        parse_file(bytes(content), "statements.zip")
+    assert error.value.code == "zip_invalid"
+    for name in ("Error", "error", "BadZipFile", "Exception"):
+        assert name not in str(error.value), str(error.value)
+    return str(error.value)
+
+
+def test_damaged_zip_archives_are_a_clear_error():
+    """zipfile/zlib errors (BadZipFile, zlib.error, NotImplementedError, ValueError...) came
+    out of parse_file as they were."""
+    qif = (SAMPLES / "qif/oca_test_qif.qif").read_bytes()
+    stored = _zip(("a.qif", qif), method=zipfile.ZIP_STORED)
+    stored[stored.find(b"!Type") + 1] ^= 0x20                         # bad CRC
+    assert "'a.qif: it is damaged or incomplete'" in _zip_error(stored)
+    deflated = _zip(("a.qif", qif))
+    deflated[40:44] = b"\xff\xff\xff\xff"                            # broken deflate data
+    assert "damaged" in _zip_error(deflated)
+    central = deflated.find(b"PK\x01\x02")
+    unsupported = _zip(("a.qif", qif))
+    unsupported[8] = unsupported[central + 10] = 99                   # AES compression
+    assert "compression method" in _zip_error(unsupported)
+    encrypted = _zip(("a.qif", qif))
+    encrypted[6] |= 1                                                 # 'encrypted' flag
+    encrypted[central + 8] |= 1
+    assert "password" in _zip_error(encrypted)
+
+
+def test_an_archive_inside_an_archive_is_not_opened():
+    """The member is parsed as the format it was detected as (a '.cod' member holding another
+    ZIP was opened in turn: zip bombs nest)."""
+    inner = bytes(_zip(("x.qif", (SAMPLES / "qif/oca_test_qif.qif").read_bytes())))
+    with pytest.raises(StatementFileError) as error:
+        parse_file(bytes(_zip(("inner.cod", inner))), "outer.zip")
+    assert error.value.code == "coda_no_header"

@@ -291,3 +291,99 @@ def _sgml(transactions):
             b"<DTSTART>20240101<DTEND>20240105" + transactions +
             b"</BANKTRANLIST><LEDGERBAL><BALAMT>100.00<DTASOF>20240105</LEDGERBAL></STMTRS>"
             b"</STMTTRNRS></BANKMSGSRSV1></OFX>")
+
+
+# ------------------------------------------------------------- damaged files (fuzzing finds)
+def _parse_error(content):
+    with pytest.raises(StatementFileError) as error:
+        parse_file(content)
+    message = str(error.value)
+    for name in ("Error", "Exception", "NoneType", "Traceback", "ParserRejectedMarkup"):
+        assert name not in message, message
+    return error.value
+
+
+@pytest.mark.parametrize("value", [b"20241332", b"2024", b"yesterday", b"00000000"])
+def test_unreadable_posting_date_names_the_transaction(value):
+    error = _parse_error(_sgml(b"<STMTTRN><TRNTYPE>DEBIT<DTPOSTED>" + value +
+                               b"<TRNAMT>-1.00<FITID>F7</STMTTRN>"))
+    assert error.code == "ofx_invalid"
+    assert value.decode() in str(error) and "transaction 1 (FITID F7)" in str(error)
+
+
+def test_unreadable_optional_dates_are_dropped():
+    content = _sgml(b"<STMTTRN><TRNTYPE>DEBIT<DTPOSTED>20240102<DTUSER>2024-01-0x"
+                    b"<TRNAMT>-1.00<FITID>A</STMTTRN>")
+    content = content.replace(b"<DTSERVER>20240105", b"<DTSERVER>garbage")
+    content = content.replace(b"<DTEND>20240105", b"<DTEND>20241399")
+    content = content.replace(b"<DTASOF>20240105", b"<DTASOF>99999999")
+    result = parse_file(content)
+    txn, = result.transactions
+    assert txn.date == date(2024, 1, 2) and txn.transaction_date is None
+    statement, = result.statements
+    assert statement.closing_balance == Decimal("100.00") and statement.closing_date is None
+
+
+@pytest.mark.parametrize("status", [b"<STATUS><SEVERITY>INFO</STATUS>",
+                                    b"<STATUS><CODE>zero<SEVERITY>INFO</STATUS>",
+                                    b"<STATUS><CODE>0</STATUS>", b"<STATUS><CODE>"])
+def test_damaged_status_aggregates_are_ignored(status):
+    """ofxparse reads int(CODE) and SEVERITY of every STATUS: a missing or garbled one used to
+    end in 'TypeError: int() argument...' / 'AttributeError' in the message."""
+    content = _sgml(b"<STMTTRN><TRNTYPE>DEBIT<DTPOSTED>20240102<TRNAMT>-1.00<FITID>A"
+                    b"</STMTTRN>").replace(b"<STATUS><CODE>0<SEVERITY>INFO</STATUS>", status)
+    assert parse_file(content).transactions[0].amount == Decimal("-1.00")
+
+
+def test_stray_less_than_sign_in_a_value():
+    """html.parser took '< B' for a tag: IndexError inside ofxparse."""
+    content = _sgml(b"<STMTTRN><TRNTYPE>DEBIT<DTPOSTED>20240102<TRNAMT>-1.00<FITID>A"
+                    b"<NAME>A</NAME>< B<MEMO>x <1 y</STMTTRN>")
+    txn, = parse_file(content).transactions
+    assert txn.counterparty_name == "A" and txn.description == "A x <1 y"
+
+
+def test_markup_the_html_parser_rejects_is_a_clear_error():
+    """'<![CDAT^[' made BeautifulSoup raise ParserRejectedMarkup, outside ofx_invalid."""
+    error = _parse_error(_sgml(b"<STMTTRN><TRNTYPE>DEBIT<DTPOSTED>20240102<TRNAMT>-1.00"
+                               b"<FITID>A<NAME><![CDAT^[x]]></STMTTRN>"))
+    assert error.code == "ofx_invalid" and "damaged" in str(error)
+
+
+def test_institution_is_read_from_the_signon():
+    content = _sgml(b"<STMTTRN><TRNTYPE>DEBIT<DTPOSTED>20240102<TRNAMT>-1.00<FITID>A</STMTTRN>")
+    content = content.replace(b"<LANGUAGE>ENG", b"<LANGUAGE>ENG<FI><ORG>Bank &amp; Co<FID>7</FI>")
+    assert parse_file(content).statements[0].raw["institution"] == "Bank & Co"
+
+
+@pytest.mark.parametrize("amount", [b"1" * 40, b"99999999999999999999.00"])
+def test_absurd_amounts_are_refused(amount):
+    """A 40-digit amount overflowed the 28-digit decimal context when rounded
+    (decimal.InvalidOperation in the message)."""
+    error = _parse_error(_sgml(b"<STMTTRN><TRNTYPE>DEBIT<DTPOSTED>20240102<TRNAMT>" + amount +
+                               b"<FITID>A</STMTTRN>"))
+    assert error.code == "ofx_bad_amount" and "Transaction 1" in str(error)
+
+
+def test_bad_balance_amount_is_not_blamed_on_a_transaction():
+    content = _sgml(b"<STMTTRN><TRNTYPE>DEBIT<DTPOSTED>20240102<TRNAMT>-1.00<FITID>A</STMTTRN>")
+    error = _parse_error(content.replace(b"<BALAMT>100.00", b"<BALAMT>1OO.00"))
+    assert error.code == "ofx_invalid" and "BALAMT" in str(error)
+    assert "Transaction" not in str(error)
+
+
+def test_sgml_leaves_are_closed_for_ofxparse():
+    """ofxparse looks every unclosed tag up in the list of all closing tags of the file
+    (quadratic: a 10 MB SGML file took minutes); the pre-processing closes the leaves."""
+    from services.statement_files.ofx import _close_leaves
+    assert _close_leaves("<STMTTRN>\n<TRNTYPE>DEBIT\n<NAME>x</NAME><MEMO>a b  \n</STMTTRN>") == \
+        "<STMTTRN>\n<TRNTYPE>DEBIT</TRNTYPE>\n<NAME>x</NAME><MEMO>a b</MEMO>  \n</STMTTRN>"
+
+
+def test_many_unclosed_transactions_fail_fast():
+    """Each unclosed <STMTTRN> was searched for its end to the end of the file (quadratic)."""
+    import time
+    started = time.perf_counter()
+    error = _parse_error(_sgml(b"<STMTTRN><TRNTYPE>DEBIT<TRNAMT>-1.00<DTPOSTED>20240102" * 20000))
+    assert error.code == "ofx_invalid" and "never closed" in str(error)
+    assert time.perf_counter() - started < 10

@@ -207,3 +207,23 @@ def test_errors_say_what_is_wrong(text, code, fragment):
         parse_file(qif(text), "broken.qif")
     assert error.value.code == code
     assert fragment in str(error.value)
+
+
+# ------------------------------------------------------------- damaged files (fuzzing finds)
+def test_absurd_amount_is_refused_with_its_line():
+    """A 40-digit amount overflowed the decimal context when rounded (InvalidOperation)."""
+    with pytest.raises(StatementFileError) as error:
+        parse_file(qif("!Type:Bank\nD2024-01-31\nT" + "9" * 40 + "\nPx\n^\n"))
+    assert error.value.code == "qif_bad_amount" and "Line 2" in str(error.value)
+
+
+def test_a_very_long_date_value_fails_fast():
+    """parse_date's time-suffix pattern backtracked quadratically on a long run of 'T's
+    (about 30 s for a 50,000-character D line)."""
+    import time
+    started = time.perf_counter()
+    with pytest.raises(StatementFileError) as error:
+        parse_file(qif("!Type:Bank\nD01/31/2024" + "T" * 50000 + "\nT1.00\n^\n"))
+    assert error.value.code == "qif_unknown_dates"
+    assert time.perf_counter() - started < 5
+    assert parse_date("01/31/2024" + "T" * 50000, "MDY") is None
