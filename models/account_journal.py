@@ -3,6 +3,7 @@ from decimal import Decimal
 from odoo import _, fields, models
 from odoo.exceptions import UserError
 
+from ..services import identity
 from ..services import sync as sync_planning
 
 CREATE_BATCH_SIZE = 500
@@ -134,6 +135,34 @@ class AccountJournal(models.Model):
         """, [self.id, list(identifiers)])
         return {row[0] for row in self.env.cr.fetchall()}
 
+    def _bank_import_content_counts(self, days):
+        """{(day, amount): number of identified lines} of this journal on ``days``: one query."""
+        self.ensure_one()
+        if not days:
+            return {}
+        self.env["account.bank.statement.line"].flush_model(
+            ["journal_id", "online_transaction_identifier", "amount", "move_id"])
+        self.env["account.move"].flush_model(["date"])
+        self.env.cr.execute("""
+            SELECT move.date, ROUND(line.amount::numeric, 2), COUNT(*)
+              FROM account_bank_statement_line line
+              JOIN account_move move ON move.id = line.move_id
+             WHERE line.journal_id = %s AND line.online_transaction_identifier IS NOT NULL
+               AND move.date = ANY(%s)
+          GROUP BY move.date, ROUND(line.amount::numeric, 2)
+        """, [self.id, sorted(days)])
+        return {identity.content_key(day, amount): count
+                for day, amount, count in self.env.cr.fetchall()}
+
+    def _bank_import_plan(self, transactions, identifier):
+        """Split booked ``transactions`` of one source into new ones and ones already in the
+        journal (same identifier, or same day and amount as lines of another import): two
+        queries whatever the size of the batch or of the journal."""
+        self.ensure_one()
+        known = self._online_sync_known_identifiers([identifier(t) for t in transactions])
+        counts = self._bank_import_content_counts({t.date for t in transactions})
+        return identity.plan_import(transactions, identifier, known, counts)
+
     def _online_sync_line_values(self, online_account, transaction, identifier):
         values = {
             "journal_id": self.id,
@@ -173,18 +202,25 @@ class AccountJournal(models.Model):
         self.ensure_one()
         if not transactions:
             return self.env["account.bank.statement.line"]
-        StatementLine = self.env["account.bank.statement.line"].sudo().with_company(self.company_id)
-        lines = StatementLine
+        lines = self.env["account.bank.statement.line"]
         groups = sync_planning.group_by_statement(transactions, self.online_sync_statement_periodicity)
         for period, period_transactions in groups.items():
-            period_lines = StatementLine
-            for start in range(0, len(period_transactions), CREATE_BATCH_SIZE):
-                batch = period_transactions[start:start + CREATE_BATCH_SIZE]
-                period_lines |= StatementLine.create([
-                    self._online_sync_line_values(online_account, txn, identifier) for txn in batch])
+            period_lines = self._bank_import_create_lines([
+                self._online_sync_line_values(online_account, txn, identifier)
+                for txn in period_transactions])
             if period:
                 self._online_sync_attach_to_statement(period, period_lines)
             lines |= period_lines
+        return lines
+
+    def _bank_import_create_lines(self, vals_list):
+        """Create statement lines of this journal from ``create()`` values: the one path every
+        import (online synchronization, statement files) goes through."""
+        self.ensure_one()
+        StatementLine = self.env["account.bank.statement.line"].sudo().with_company(self.company_id)
+        lines = StatementLine
+        for start in range(0, len(vals_list), CREATE_BATCH_SIZE):
+            lines |= StatementLine.create(vals_list[start:start + CREATE_BATCH_SIZE])
         return lines
 
     def _online_sync_attach_to_statement(self, period, lines):

@@ -94,9 +94,9 @@ class AccountOnlineAccount(models.Model):
                                        window.date_to, cursor=self.sync_cursor or None)
         balances = client.balances(consent, self.online_identifier)
         identifier = partial(sync_planning.transaction_identifier, account_key=self._identifier_key())
-        known = journal._online_sync_known_identifiers([identifier(t) for t in page.added])
-        selection = sync_planning.select_new(page.added, known, identifier, window)
-        lines = journal._online_sync_create_lines(self, selection.new, identifier)
+        selection = sync_planning.select_new(page.added, set(), identifier, window)
+        plan = journal._bank_import_plan(selection.new, identifier)
+        lines = journal._online_sync_create_lines(self, plan.new, identifier)
         self._replace_pending(selection.pending, identifier)
         bank_balance = self._update_balance(balances)
         if lines and not last_line_date and bank_balance is not None:
@@ -115,7 +115,7 @@ class AccountOnlineAccount(models.Model):
         return {
             "fetched": len(page.added),
             "created": len(lines),
-            "duplicates": selection.duplicates,
+            "duplicates": selection.duplicates + plan.skipped_count(),
             "pending": len(selection.pending),
             "window": window,
         }
