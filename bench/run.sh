@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Benchmarks (not tests): import of 5,000 and 20,000 Sandbox Bank transactions through the
-# module, next to Odoo's bare batch create() of the same lines, in the same run and database.
-# Usage: bash bench/run.sh [sizes...]   (default: 5000 20000). Report: .build/bench-report.md
+# Benchmarks (not tests): the module's import path next to Odoo's batch create() of the same
+# bank lines, in the same run and database, per size; re-sync identity check; a real Sandbox
+# Bank synchronization at the largest size. See bench/import_bench.py and bench/README.md.
+# Usage: bash bench/run.sh [sizes...]   (default: 1000 5000 20000 50000; Odoo's create() is
+# skipped above BENCH_NAIVE_MAX, default 20000). Report: .build/bench-report.md + PNG plot.
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 ensure_odoo
 ensure_python_packages
@@ -14,7 +16,9 @@ else
 fi
 "${ODOO_BIN[@]}" "${DB_ARGS[@]}" -d "$DB_NAME" --addons-path="$ADDONS_PATH" \
     --data-dir "$BUILD_DIR/data" "${install[@]}" --stop-after-init --log-level=warn
-BENCH_SIZES="${*:-5000 20000}" BENCH_REPORT="$BUILD_DIR/bench-report.md" \
+pip_install matplotlib  # plots of the report
+BENCH_SIZES="${*:-1000 5000 20000 50000}" BENCH_NAIVE_MAX="${BENCH_NAIVE_MAX:-20000}" \
+    BENCH_REPORT="$BUILD_DIR/bench-report.md" \
     "${ODOO_BIN[@]}" shell "${DB_ARGS[@]}" -d "$DB_NAME" --addons-path="$ADDONS_PATH" \
     --data-dir "$BUILD_DIR/data" --no-http --log-level=warn < "$REPO_DIR/bench/import_bench.py"
 cat "$BUILD_DIR/bench-report.md"

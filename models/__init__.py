@@ -10,4 +10,5 @@ from . import account_online_consent_request
 from . import account_journal
 from . import account_bank_statement
 from . import account_bank_statement_line
+from . import account_bank_statement_line_bulk
 from . import res_company

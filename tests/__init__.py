@@ -8,3 +8,4 @@ from . import test_lifecycle
 from . import test_duplicates
 from . import test_providers
 from . import test_translations
+from . import test_bulk_import

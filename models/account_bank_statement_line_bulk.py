@@ -1,0 +1,250 @@
+"""Bulk creation of bank statement lines: the rows Odoo's own ``create()`` writes, without its
+per-line work.
+
+Odoo creates each statement line's journal entry one at a time: it looks up the last sequence
+number, writes the name, checks the balance and posts, move by move (see
+``reference/import-profile.md``). Here, per run of lines in one sequence period, the first line
+goes through Odoo's real ``create()`` (it takes the sequence lock, runs every check and gives a
+complete row of each table) and the other lines are inserted in a few set-based statements as
+copies of those rows, with every column that depends on the line recomputed. Numbers follow the
+template's name in Odoo's own sequence cache, so later entries of the transaction continue the
+sequence. ``tests/test_bulk_import.py`` compares the result with ``create()`` field by field.
+
+Lines outside what this path reproduces (a partner, a zero amount, a hash-protected journal,
+analytic distribution models, a fiscal-year sequence) go through ``create()``.
+"""
+import json
+
+from odoo import api, models
+
+MAXINT = 2147483647
+#: create() values this path reproduces; any other key sends the batch through create().
+BULK_KEYS = {
+    "journal_id", "date", "amount", "payment_ref", "partner_name", "account_number", "ref",
+    "foreign_currency_id", "amount_currency", "sequence", "statement_id", "transaction_details",
+    "online_transaction_identifier", "online_account_id",
+}
+BULK_SEQUENCE_RESETS = {"year", "month", "never"}
+#: Below this many lines the set-based statements do not pay for themselves.
+BULK_MIN_LINES = 8
+
+
+class AccountBankStatementLine(models.Model):
+    _inherit = "account.bank.statement.line"
+
+    @api.model
+    def _bulk_create(self, journal, vals_list):
+        """Create statement lines of ``journal`` from ``create()`` values, in date order.
+
+        Returns the lines in the order of ``vals_list`` sorted by (date, reference), the order in
+        which Odoo numbers them.
+        """
+        vals_list = sorted(vals_list, key=lambda v: (str(v["date"]), v.get("ref") or ""))
+        if len(vals_list) < BULK_MIN_LINES or not self._bulk_applies(journal, vals_list):
+            return self.create(vals_list)
+        lines = self.browse()
+        start = 0
+        while start < len(vals_list):
+            template = self.create(vals_list[start:start + 1])
+            reset = template.move_id._deduce_sequence_number_reset(template.move_id.name)
+            if reset not in BULK_SEQUENCE_RESETS:
+                return lines | template | self.create(vals_list[start + 1:])
+            period = _sequence_period(reset, template.date)
+            end = start + 1
+            while end < len(vals_list) and _sequence_period(
+                    reset, _as_date(template, vals_list[end]["date"])) == period:
+                end += 1
+            lines |= template | self._bulk_clone(template, vals_list[start + 1:end])
+            start = end
+        return lines
+
+    @api.model
+    def _bulk_applies(self, journal, vals_list):
+        if journal.restrict_mode_hash_table:
+            return False
+        if self.env["ir.config_parameter"].sudo().get_param(
+                "account_online_synchronization.bulk_import", "1") in ("0", "False", "false"):
+            return False
+        if "account.analytic.distribution.model" in self.env and \
+                self.env["account.analytic.distribution.model"].sudo().search_count([], limit=1):
+            return False
+        return all(set(vals) <= BULK_KEYS and vals.get("amount") for vals in vals_list)
+
+    # ------------------------------------------------------------------ copies of the template
+    def _bulk_clone(self, template, vals_list):
+        if not vals_list:
+            return self.browse()
+        self.env.flush_all()
+        journal = template.journal_id
+        move = template.move_id
+        liquidity, counterpart, others = template._seek_for_lines()
+        if others or len(liquidity) != 1 or len(counterpart) != 1:
+            return self.create(vals_list)
+        count = len(vals_list)
+        line_ids = self._bulk_next_ids("account_bank_statement_line", count)
+        move_ids = self._bulk_next_ids("account_move", count)
+        aml_ids = self._bulk_next_ids("account_move_line", 2 * count)
+        names, sequence_numbers = self._bulk_names(move, count)
+        rows = [self._bulk_row(journal, vals, liquidity, counterpart) for vals in vals_list]
+
+        def column(key):
+            return [row[key] for row in rows]
+
+        sequences = [vals.get("sequence", template.sequence) for vals in vals_list]
+        dates = [_as_date(template, vals["date"]) for vals in vals_list]
+        statements = [vals.get("statement_id") or None for vals in vals_list]
+        online_accounts = [vals.get("online_account_id") or None for vals in vals_list]
+        links = self._bulk_links(online_accounts)
+        self._bulk_insert("account_move", move.id, {
+            "id": move_ids, "statement_line_id": [None] * count, "name": names,
+            "sequence_number": sequence_numbers, "ref": [v.get("ref") or None for v in vals_list],
+            "date": dates, "amount_total": column("amount_total"),
+            "amount_total_signed": column("amount_total_signed"),
+            "amount_total_in_currency_signed": column("amount_total_in_currency"),
+            "made_sequence_gap": [False] * count, "currency_id": column("move_currency_id"),
+        })
+        self._bulk_insert("account_bank_statement_line", template.id, {
+            "id": line_ids, "move_id": move_ids, "statement_id": statements,
+            "sequence": sequences,
+            "foreign_currency_id": column("foreign_currency_id"),
+            "amount": [vals["amount"] for vals in vals_list],
+            "amount_currency": column("st_amount_currency"),
+            "amount_residual": column("st_residual"),
+            "is_reconciled": [False] * count,
+            "payment_ref": [vals.get("payment_ref") for vals in vals_list],
+            "partner_name": [vals.get("partner_name") or None for vals in vals_list],
+            "account_number": [vals.get("account_number") or None for vals in vals_list],
+            "transaction_details": [json.dumps(vals["transaction_details"])
+                                    if vals.get("transaction_details") else None
+                                    for vals in vals_list],
+            "online_transaction_identifier": [vals.get("online_transaction_identifier") or None
+                                              for vals in vals_list],
+            "online_account_id": online_accounts,
+            "online_link_id": links,
+            "internal_index": [f"{day:%Y%m%d}{MAXINT - seq:0>10}{line_id:0>10}"
+                               for day, seq, line_id in zip(dates, sequences, line_ids)],
+        })
+        # The move and its statement line point at each other: the move's side is set last.
+        self.env.cr.execute("""
+            UPDATE account_move move SET statement_line_id = v.line_id
+              FROM unnest(%s::int4[], %s::int4[]) AS v(move_id, line_id)
+             WHERE move.id = v.move_id""", [move_ids, line_ids])
+        for offset, source, prefix in ((0, liquidity, "liq"), (1, counterpart, "cp")):
+            self._bulk_insert("account_move_line", source.id, {
+                "id": aml_ids[offset::2], "move_id": move_ids, "statement_line_id": line_ids,
+                "statement_id": statements, "move_name": names, "date": dates,
+                "ref": [v.get("ref") or None for v in vals_list],
+                "name": [vals.get("payment_ref") for vals in vals_list],
+                "currency_id": column(f"{prefix}_currency_id"),
+                "debit": column(f"{prefix}_debit"), "credit": column(f"{prefix}_credit"),
+                "balance": column(f"{prefix}_balance"),
+                "amount_currency": column(f"{prefix}_amount_currency"),
+                "amount_residual": column(f"{prefix}_residual"),
+                "amount_residual_currency": column(f"{prefix}_residual_currency"),
+                "price_subtotal": column(f"{prefix}_amount_currency"),
+                "price_total": column(f"{prefix}_amount_currency"),
+            })
+        self.env.invalidate_all()
+        lines = self.browse(line_ids)
+        # Stored computations that depend on the new lines (statement balances, completeness).
+        lines.modified(["statement_id", "amount", "internal_index", "journal_id"])
+        lines.move_id.modified(["state"])
+        return lines
+
+    def _bulk_row(self, journal, vals, liquidity, counterpart):
+        """Every amount column of one line, computed the way ``create()`` computes it."""
+        company_currency = journal.company_id.sudo().currency_id
+        journal_currency = journal.currency_id or company_currency
+        foreign_currency = self.env["res.currency"].browse(vals.get("foreign_currency_id") or [])
+        if foreign_currency == journal_currency:
+            foreign_currency = self.env["res.currency"]  # create() drops it too
+        journal_amount = vals["amount"]
+        transaction_amount = vals.get("amount_currency", 0.0) if foreign_currency else journal_amount
+        if journal_currency == company_currency:
+            company_amount = journal_amount
+        elif foreign_currency == company_currency:
+            company_amount = transaction_amount
+        else:
+            company_amount = journal_currency._convert(
+                journal_amount, company_currency, journal.company_id, _as_date(liquidity, vals["date"]))
+        row = {
+            "foreign_currency_id": foreign_currency.id or None,
+            "st_amount_currency": transaction_amount if foreign_currency else 0.0,
+            "st_residual": -transaction_amount,
+        }
+        for prefix, source, currency, amount, balance in (
+                ("liq", liquidity, journal_currency, journal_amount, company_amount),
+                ("cp", counterpart, foreign_currency or journal_currency, -transaction_amount,
+                 -company_amount)):
+            keeps_residual = source.account_id.reconcile or source.account_id.account_type in (
+                "asset_cash", "liability_credit_card")
+            row.update({
+                f"{prefix}_currency_id": currency.id,
+                f"{prefix}_debit": balance if balance > 0 else 0.0,
+                f"{prefix}_credit": -balance if balance < 0 else 0.0,
+                f"{prefix}_balance": balance,
+                f"{prefix}_amount_currency": amount,
+                f"{prefix}_residual": balance if keeps_residual else 0.0,
+                f"{prefix}_residual_currency": amount if keeps_residual else 0.0,
+            })
+        debit_amount = row["liq_amount_currency"] if company_amount > 0 else row["cp_amount_currency"]
+        row.update(move_currency_id=(foreign_currency or journal_currency).id,
+                   amount_total=debit_amount, amount_total_signed=abs(company_amount),
+                   amount_total_in_currency=abs(debit_amount))
+        return row
+
+    def _bulk_names(self, move, count):
+        """The next ``count`` names after ``move``'s, from Odoo's sequence cache (the template's
+        creation took the sequence lock for this transaction)."""
+        format_string, format_values = move._get_sequence_format_param(move.name)
+        seq = format_values.pop("seq")
+        cache_key = (format_string.format(**format_values, seq=0),
+                     move._sequence_index and move[move._sequence_index])
+        cache = move._get_sequence_cache()
+        seq = max(seq, cache.get(cache_key, seq))
+        numbers = list(range(seq + 1, seq + 1 + count))
+        cache[cache_key] = numbers[-1]
+        return [format_string.format(**format_values, seq=n) for n in numbers], numbers
+
+    def _bulk_links(self, online_account_ids):
+        accounts = self.env["account.online.account"].browse(
+            {account_id for account_id in online_account_ids if account_id})
+        link_of = {account.id: account.account_online_link_id.id for account in accounts}
+        return [link_of.get(account_id) for account_id in online_account_ids]
+
+    def _bulk_next_ids(self, table, count):
+        self.env.cr.execute(f"SELECT nextval('{table}_id_seq') FROM generate_series(1, %s)",
+                            [count])
+        return [row[0] for row in self.env.cr.fetchall()]
+
+    def _bulk_insert(self, table, template_id, overrides):
+        """Insert one row per position of the ``overrides`` columns; every other column is
+        copied from the template row ``template_id``."""
+        self.env.cr.execute("""
+            SELECT column_name, udt_name FROM information_schema.columns
+             WHERE table_schema = current_schema() AND table_name = %s
+          ORDER BY ordinal_position""", [table])
+        types = dict(self.env.cr.fetchall())
+        names = list(overrides)
+        selected = [f'v."{name}"' if name in overrides else f'tpl."{name}"' for name in types]
+        unnest = ", ".join(f"%s::{types[name]}[]" for name in names)
+        self.env.cr.execute(f"""
+            INSERT INTO "{table}" ({", ".join(f'"{name}"' for name in types)})
+            SELECT {", ".join(selected)}
+              FROM "{table}" tpl,
+                   unnest({unnest}) AS v({", ".join(f'"{name}"' for name in names)})
+             WHERE tpl.id = %s
+        """, [overrides[name] for name in names] + [template_id])
+
+
+def _as_date(record, value):
+    return record._fields["date"].convert_to_cache(value, record) if isinstance(value, str) \
+        else value
+
+
+def _sequence_period(reset, day):
+    if reset == "year":
+        return day.year
+    if reset == "month":
+        return day.year, day.month
+    return None
