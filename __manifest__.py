@@ -27,6 +27,7 @@ reference, and tracks consent expiry.
         "wizard/account_online_connect_wizard_views.xml",
         "wizard/account_online_account_selection_views.xml",
         "wizard/account_duplicate_transaction_wizard_views.xml",
+        "wizard/account_bank_statement_import_views.xml",
         "views/menus.xml",
     ],
     "installable": True,

@@ -8,6 +8,7 @@ from . import account_online_sync_log
 from . import account_online_pending_transaction
 from . import account_online_consent_request
 from . import account_journal
+from . import account_journal_statement_import
 from . import account_bank_statement
 from . import account_bank_statement_line
 from . import account_bank_statement_line_bulk

@@ -9,3 +9,4 @@ from . import test_duplicates
 from . import test_providers
 from . import test_translations
 from . import test_bulk_import
+from . import test_statement_import
