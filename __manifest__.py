@@ -30,6 +30,11 @@ reference, and tracks consent expiry.
         "wizard/account_bank_statement_import_views.xml",
         "views/menus.xml",
     ],
+    "assets": {
+        "web.assets_backend": [
+            "account_online_synchronization/static/src/js/online_sync_progress_service.js",
+        ],
+    },
     "installable": True,
     "application": False,
 }

@@ -21,4 +21,9 @@ BENCH_SIZES="${*:-1000 5000 20000 50000}" BENCH_NAIVE_MAX="${BENCH_NAIVE_MAX:-20
     BENCH_REPORT="$BUILD_DIR/bench-report.md" \
     "${ODOO_BIN[@]}" shell "${DB_ARGS[@]}" -d "$DB_NAME" --addons-path="$ADDONS_PATH" \
     --data-dir "$BUILD_DIR/data" --no-http --log-level=warn < "$REPO_DIR/bench/import_bench.py"
+if [ "${BENCH_CONNECTIONS:-1000}" != 0 ]; then
+    BENCH_REPORT="$BUILD_DIR/bench-report.md" \
+        "${ODOO_BIN[@]}" shell "${DB_ARGS[@]}" -d "$DB_NAME" --addons-path="$ADDONS_PATH" \
+        --data-dir "$BUILD_DIR/data" --no-http --log-level=warn < "$REPO_DIR/bench/connections_bench.py"
+fi
 cat "$BUILD_DIR/bench-report.md"

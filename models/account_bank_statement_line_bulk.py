@@ -145,11 +145,16 @@ class AccountBankStatementLine(models.Model):
                 "price_total": column(f"{prefix}_amount_currency"),
             })
         self.env.invalidate_all()
-        lines = self.browse(line_ids)
-        # Stored computations that depend on the new lines (statement balances, completeness).
-        lines.modified(["statement_id", "amount", "internal_index", "journal_id"])
-        lines.move_id.modified(["state"])
-        return lines
+        # Only statements hold stored computations over their lines (balances, completeness);
+        # everything on the lines and entries themselves was written above.
+        statements = self.env["account.bank.statement"].browse(
+            {statement_id for statement_id in statements if statement_id})
+        if statements:
+            for field in statements._fields.values():
+                if field.store and field.compute and any(
+                        dependency.startswith("line_ids") for dependency in field.get_depends(statements)[0]):
+                    self.env.add_to_compute(field, statements)
+        return self.browse(line_ids)
 
     def _bulk_row(self, journal, vals, liquidity, counterpart):
         """Every amount column of one line, computed the way ``create()`` computes it."""
@@ -217,14 +222,17 @@ class AccountBankStatementLine(models.Model):
                             [count])
         return [row[0] for row in self.env.cr.fetchall()]
 
+    def _bulk_column_types(self, table):
+        """{column: SQL type} of ``table``, once per registry (columns change only on upgrade)."""
+        cache = self.env.registry.__dict__.setdefault("_online_sync_bulk_columns", {})
+        if table not in cache:
+            cache[table] = _column_types(self.env.cr, table)
+        return cache[table]
+
     def _bulk_insert(self, table, template_id, overrides):
         """Insert one row per position of the ``overrides`` columns; every other column is
         copied from the template row ``template_id``."""
-        self.env.cr.execute("""
-            SELECT column_name, udt_name FROM information_schema.columns
-             WHERE table_schema = current_schema() AND table_name = %s
-          ORDER BY ordinal_position""", [table])
-        types = dict(self.env.cr.fetchall())
+        types = self._bulk_column_types(table)
         names = list(overrides)
         selected = [f'v."{name}"' if name in overrides else f'tpl."{name}"' for name in types]
         unnest = ", ".join(f"%s::{types[name]}[]" for name in names)
@@ -235,6 +243,14 @@ class AccountBankStatementLine(models.Model):
                    unnest({unnest}) AS v({", ".join(f'"{name}"' for name in names)})
              WHERE tpl.id = %s
         """, [overrides[name] for name in names] + [template_id])
+
+
+def _column_types(cr, table):
+    cr.execute("""
+        SELECT attname, format_type(atttypid, NULL) FROM pg_attribute
+         WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped
+      ORDER BY attnum""", [table])
+    return dict(cr.fetchall())
 
 
 def _as_date(record, value):

@@ -102,14 +102,15 @@ class AccountJournal(models.Model):
         per_day = {day: Decimal(str(round(total, digits))) for day, total in groups}
         return sum(per_day.values(), Decimal(0)), per_day
 
-    def _online_sync_create_opening_line(self, bank_balance, lines):
-        """First synchronization: an opening line makes the journal balance equal the bank's."""
+    def _online_sync_create_opening_line(self, bank_balance, transactions):
+        """First synchronization: an opening line makes the journal balance equal the bank's
+        once ``transactions`` (the new booked ones, about to be imported) are in."""
         self.ensure_one()
         balance, _per_day = self._online_sync_balance_by_day()
-        amount = float(bank_balance - balance)
+        amount = float(bank_balance - balance - sum(t.amount for t in transactions))
         if self._online_sync_currency().is_zero(amount):
             return self.env["account.bank.statement.line"]
-        first_date = min(lines.mapped("date"))
+        first_date = min(t.date for t in transactions)
         opening = self.env["account.bank.statement.line"].sudo().with_company(self.company_id).create({
             "journal_id": self.id,
             "date": first_date,
@@ -299,4 +300,7 @@ class AccountJournal(models.Model):
                 and fields.Date.to_string(link.expiring_synchronization_date),
                 "consent_days_left": link._days_left(),
                 "possible_duplicates": account.possible_duplicates,
+                "importing": account.fetching_status == "waiting",
+                "import_done": account.import_done,
+                "import_total": account.import_total,
             }

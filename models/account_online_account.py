@@ -1,3 +1,4 @@
+import time
 from datetime import timedelta
 from functools import partial
 
@@ -7,7 +8,11 @@ from odoo.tools import format_date, formatLang
 
 from ..services import sync as sync_planning
 from ..services.errors import ProviderError
-from ..services.types import SyncPage
+from ..services.fetch import FetchRequest, fetch_account
+
+
+#: Transactions per chunk of a long import (each chunk ends at a day boundary).
+IMPORT_CHUNK_SIZE = 2000
 
 
 class AccountOnlineAccount(models.Model):
@@ -40,6 +45,13 @@ class AccountOnlineAccount(models.Model):
         [("waiting", "Waiting"), ("processing", "Processing"), ("done", "Done")],
         default="done", readonly=True, copy=False)
     last_sync_count = fields.Integer(string="Transactions fetched last time", readonly=True)
+    import_total = fields.Integer(
+        string="Transactions to import", readonly=True, copy=False,
+        help="New transactions found by the last synchronization.")
+    import_done = fields.Integer(string="Transactions imported", readonly=True, copy=False)
+    import_requested_by = fields.Many2one(
+        "res.users", readonly=True, copy=False,
+        help="Who asked for the running import: told of its progress.")
     pending_transaction_ids = fields.One2many("account.online.pending.transaction",
                                               "online_account_id", string="Pending transactions")
     possible_duplicates = fields.Boolean(
@@ -77,48 +89,98 @@ class AccountOnlineAccount(models.Model):
             max_history_days=max_history_days,
         )
 
-    def _synchronize(self, client, consent):
+    def _synchronize(self, client, consent, deadline=None, prefetched=None):
         """Fetch the window, import new booked transactions, refresh the balance.
 
         Runs inside the caller's savepoint; raises ProviderError on any provider failure before
-        anything is written, so a failure leaves no partial lines.
+        anything is written, so a failure leaves no partial lines. New transactions are imported
+        oldest first, in chunks; past ``deadline`` (``time.monotonic()``) the rest is left for
+        the next run: the watermark then stops at the last imported day, the provider's cursor
+        is not advanced, and the next run fetches again from there (the identity check skips
+        what is already in).
         """
         self.ensure_one()
         journal = self.journal_id
-        last_line_date = journal._online_sync_last_line_date()
-        window = self._plan_window(journal, client.max_history_days, last_line_date)
-        if window.is_empty:
-            page = SyncPage(added=[])
+        request = self._fetch_request(client)
+        last_line_date, window = request.last_line_date, request.window
+        if prefetched is not None and prefetched.request == request:
+            page, balances = prefetched.result()  # raises the fetch's ProviderError, if any
         else:
-            page = client.transactions(consent, self.online_identifier, window.date_from,
-                                       window.date_to, cursor=self.sync_cursor or None)
-        balances = client.balances(consent, self.online_identifier)
+            page, balances = fetch_account(client, consent, request)
         identifier = partial(sync_planning.transaction_identifier, account_key=self._identifier_key())
         selection = sync_planning.select_new(page.added, set(), identifier, window)
         plan = journal._bank_import_plan(selection.new, identifier)
-        lines = journal._online_sync_create_lines(self, plan.new, identifier)
         self._replace_pending(selection.pending, identifier)
         bank_balance = self._update_balance(balances)
-        if lines and not last_line_date and bank_balance is not None:
-            journal._online_sync_create_opening_line(bank_balance, lines)
-        if bank_balance is not None:
-            self._check_balance(journal, bank_balance, page.added, client, consent)
-        if self.check_duplicates:
-            self.write({"check_duplicates": False, "possible_duplicates": bool(
-                journal._online_sync_duplicate_groups(window.date_from))})
-        self.write({
-            "last_sync": sync_planning.next_watermark(self.last_sync, page.added),
-            "sync_cursor": page.next_cursor or self.sync_cursor,
-            "fetching_status": "done",
+        if plan.new and not last_line_date and bank_balance is not None:
+            journal._online_sync_create_opening_line(bank_balance, plan.new)
+        lines, imported = self._import_in_chunks(journal, plan.new, identifier, deadline)
+        complete = len(imported) == len(plan.new)
+        values = {
+            "last_sync": sync_planning.next_watermark(self.last_sync,
+                                                      page.added if complete else imported),
+            "fetching_status": "done" if complete else "waiting",
             "last_sync_count": len(lines),
-        })
+            "import_total": len(plan.new),
+            "import_done": len(imported),
+        }
+        if complete:
+            values["sync_cursor"] = page.next_cursor or self.sync_cursor
+            if bank_balance is not None:
+                self._check_balance(journal, bank_balance, page.added, client, consent)
+            if self.check_duplicates:
+                values.update(check_duplicates=False, possible_duplicates=bool(
+                    journal._online_sync_duplicate_groups(window.date_from)))
+        self.write(values)
         return {
             "fetched": len(page.added),
             "created": len(lines),
+            "remaining": len(plan.new) - len(imported),
             "duplicates": selection.duplicates + plan.skipped_count(),
             "pending": len(selection.pending),
             "window": window,
         }
+
+    def _fetch_request(self, client):
+        """What to ask the provider for this account, from what the database knows."""
+        last_line_date = self.journal_id._online_sync_last_line_date()
+        return FetchRequest(
+            account_id=self.online_identifier,
+            window=self._plan_window(self.journal_id, client.max_history_days, last_line_date),
+            cursor=self.sync_cursor or None,
+            last_line_date=last_line_date,
+        )
+
+    def _import_in_chunks(self, journal, transactions, identifier, deadline):
+        """Import ``transactions`` (date order) chunk by chunk until done or past ``deadline``;
+        a chunk never ends inside a day, so the watermark can stop at its last day."""
+        chunk_size = int(self.env["ir.config_parameter"].sudo().get_param(
+            "account_online_synchronization.import_chunk_size", IMPORT_CHUNK_SIZE))
+        transactions = sorted(transactions, key=lambda t: t.date)
+        lines = self.env["account.bank.statement.line"]
+        start = 0
+        while start < len(transactions):
+            if deadline is not None and start and time.monotonic() > deadline:
+                break
+            end = min(start + chunk_size, len(transactions))
+            while end < len(transactions) and transactions[end].date == transactions[end - 1].date:
+                end += 1
+            lines |= journal._online_sync_create_lines(self, transactions[start:end], identifier)
+            start = end
+            self._notify_progress(start, len(transactions))
+        return lines, transactions[:start]
+
+    def _notify_progress(self, done, total):
+        """Progress of a long import for whoever asked for it (delivered at each commit)."""
+        self.import_done = done
+        user = self.import_requested_by
+        if user and total:
+            self.env["bus.bus"]._sendone(user.partner_id, "account_online_sync/progress", {
+                "journal_id": self.journal_id.id,
+                "journal": self.journal_id.name,
+                "done": done,
+                "total": total,
+            })
 
     def _replace_pending(self, pending, identifier):
         # Kept by the system (users only read them), whoever triggered the synchronization.

@@ -8,9 +8,11 @@ from markupsafe import Markup
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
+from odoo.tools import split_every
 from odoo.http import request
 
 from ..services.errors import ErrorCategory, ProviderError
+from ..services.fetch import ParallelFetcher
 from ..services.proxy import ProxyClient
 from .account_online_provider import provider_selection
 from .online_sync_errors import ERROR_CATEGORY_SELECTION, error_advice, error_title
@@ -18,6 +20,9 @@ from .online_sync_errors import ERROR_CATEGORY_SELECTION, error_advice, error_ti
 _logger = logging.getLogger(__name__)
 
 SYNC_INTERVAL = timedelta(hours=12)
+#: Seconds of importing before the rest of a long import is handed to the cron.
+INTERACTIVE_IMPORT_BUDGET = 8
+CRON_IMPORT_BUDGET = 300
 DEFAULT_RATE_LIMIT_WAIT = timedelta(hours=6)
 # Errors about the connection as a whole: once one account hits them, the others would too.
 LINK_LEVEL_CATEGORIES = {
@@ -183,7 +188,7 @@ class AccountOnlineLink(models.Model):
                             (ADVISORY_LOCK_NAMESPACE, self.id))
         return self.env.cr.fetchone()[0]
 
-    def _synchronize(self, trigger="manual", accounts=None):
+    def _synchronize(self, trigger="manual", accounts=None, prefetch=None):
         """Synchronize the linked accounts (or ``accounts``) of this connection.
 
         Each account runs in its own savepoint: a failure rolls back that account only and never
@@ -197,15 +202,23 @@ class AccountOnlineLink(models.Model):
                 "A synchronization of %s is already running. Wait for it to finish; its "
                 "transactions will appear when it is done.", self.name))
         accounts = (accounts or self.account_online_account_ids).filtered("journal_ids")
+        if trigger == "manual":
+            accounts.import_requested_by = self.env.user
+        deadline = time.monotonic() + self._import_budget(trigger)
         result = SyncResult(self)
-        client = self._proxy_client(user_present=(trigger != "cron"))
-        consent = self._consent()
+        if prefetch:
+            client, consent, prefetched = prefetch
+        else:
+            client = self._proxy_client(user_present=(trigger != "cron"))
+            consent = self._consent()
+            prefetched = {}
         secrets_before = dict(consent.secrets)
         for account in accounts:
             started = time.monotonic()
             try:
                 with self.env.cr.savepoint():
-                    stats = account._synchronize(client, consent)
+                    stats = account._synchronize(client, consent, deadline=deadline,
+                                                 prefetched=prefetched.get(account.id))
             except ProviderError as error:
                 account._log_sync(trigger, time.monotonic() - started, error=error)
                 result.errors.append((account, error))
@@ -219,6 +232,17 @@ class AccountOnlineLink(models.Model):
         self._record_outcome(result)
         return result
 
+    @api.model
+    def _import_budget(self, trigger):
+        """Seconds a run may spend importing before it leaves the rest to the next cron run:
+        short when a user waits for the answer."""
+        params = self.env["ir.config_parameter"].sudo()
+        if trigger == "manual":
+            return float(params.get_param("account_online_synchronization.interactive_budget",
+                                          INTERACTIVE_IMPORT_BUDGET))
+        return float(params.get_param("account_online_synchronization.cron_budget",
+                                      CRON_IMPORT_BUDGET))
+
     def _record_outcome(self, result):
         now = fields.Datetime.now()
         values = {"last_refresh": now}
@@ -226,6 +250,10 @@ class AccountOnlineLink(models.Model):
             values.update(state=self._healthy_state(), next_sync=now + SYNC_INTERVAL,
                           last_error_category=False, last_error_message=False,
                           last_error_reference=False)
+            if result.remaining:
+                # The rest of a long import continues in the background, at once.
+                values["next_sync"] = now
+                self.env.ref("account_online_synchronization.ir_cron_online_sync")._trigger()
             self.write(values)
             return
         self.write(values)
@@ -276,23 +304,68 @@ class AccountOnlineLink(models.Model):
 
     @api.model
     def _cron_synchronize(self):
-        """Every 12 hours: each due connection in its own transaction."""
+        """Every 12 hours: each due connection in its own transaction.
+
+        Connections are taken in batches; a batch's HTTP fetching runs in parallel threads
+        (bounded, per provider) while imports stay one at a time on the cron's cursor. A
+        connection another worker is synchronizing is skipped (advisory lock), so several cron
+        workers can share the work.
+        """
         now = fields.Datetime.now()
         links = self.search([
-            ("auto_sync", "=", True), ("state", "!=", "disconnected"),
+            ("state", "!=", "disconnected"),
+            "|", "&", ("auto_sync", "=", True),
             "|", ("next_sync", "=", False), ("next_sync", "<=", now + timedelta(minutes=30)),
+            ("account_online_account_ids.fetching_status", "=", "waiting"),
         ])
+        params = self.env["ir.config_parameter"].sudo()
+        workers = int(params.get_param("account_online_synchronization.fetch_workers", 8))
+        per_provider = int(params.get_param("account_online_synchronization.fetch_per_provider", 4))
         testing = getattr(threading.current_thread(), "testing", False)
-        for link in links:
-            try:
-                with self.env.cr.savepoint():
-                    link._synchronize(trigger="cron")
-            except UserError as error:
-                _logger.info("Skipped online sync of link %s: %s", link.id, error)
-            except Exception:
-                _logger.exception("Online sync of link %s crashed", link.id)
-            if not testing:
-                self.env.cr.commit()
+        cron = self.env["ir.cron"]
+        done = 0
+        with ParallelFetcher(workers, per_provider) as fetcher:
+            for batch in split_every(max(1, 2 * workers), links.ids, self.browse):
+                locked = batch.filtered(lambda link: link._try_session_lock())
+                try:
+                    prefetches = {link: link._start_prefetch(fetcher) for link in locked}
+                    for link in locked:
+                        try:
+                            with self.env.cr.savepoint():
+                                link._synchronize(trigger="cron", prefetch=prefetches[link])
+                        except UserError as error:
+                            _logger.info("Skipped online sync of link %s: %s", link.id, error)
+                        except Exception:
+                            _logger.exception("Online sync of link %s crashed", link.id)
+                        if not testing:
+                            self.env.cr.commit()
+                finally:
+                    for link in locked:
+                        link._release_session_lock()
+                done += len(batch)
+                cron._notify_progress(done=done, remaining=len(links) - done)
+
+    def _start_prefetch(self, fetcher):
+        """Start fetching this connection's accounts in ``fetcher``'s threads: the database is
+        read here (windows, tokens), only HTTP runs in the threads."""
+        self.ensure_one()
+        try:
+            client = self._proxy_client(user_present=False)
+            consent = self._consent()
+        except Exception:  # the synchronization itself will report it
+            return None
+        accounts = self.account_online_account_ids.filtered("journal_ids")
+        requests = [account._fetch_request(client) for account in accounts]
+        prefetches = fetcher.submit(self.provider_code, client, consent, requests)
+        return client, consent, dict(zip(accounts.ids, prefetches))
+
+    def _try_session_lock(self):
+        """This connection's sync lock for the whole cron batch (it survives the commits)."""
+        self.env.cr.execute("SELECT pg_try_advisory_lock(%s, %s)", (ADVISORY_LOCK_NAMESPACE, self.id))
+        return self.env.cr.fetchone()[0]
+
+    def _release_session_lock(self):
+        self.env.cr.execute("SELECT pg_advisory_unlock(%s, %s)", (ADVISORY_LOCK_NAMESPACE, self.id))
 
     # ------------------------------------------------------------------ actions
     def action_open_sync_logs(self):
@@ -309,12 +382,14 @@ class SyncResult:
     def __init__(self, link):
         self.link = link
         self.created = 0
+        self.remaining = 0
         self.per_account = {}
         self.errors = []
 
     def add(self, account, stats):
         self.per_account[account] = stats
         self.created += stats["created"]
+        self.remaining += stats.get("remaining", 0)
 
     def notification_action(self):
         env = self.link.env
@@ -325,6 +400,12 @@ class SyncResult:
                         title=error_title(env, error.category),
                         advice=error_advice(env, error.category), ref=error.reference)
             kind, title = "danger", _("Synchronization failed")
+        elif self.remaining:
+            message = _("%(count)s transactions imported from %(bank)s so far; the other "
+                        "%(remaining)s are being imported in the background. You will be told "
+                        "when they are in.", count=self.created, bank=self.link.name,
+                        remaining=self.remaining)
+            kind, title = "info", _("Synchronization continues")
         else:
             message = _("%(count)s transactions fetched from %(bank)s.",
                         count=self.created, bank=self.link.name)

@@ -9,4 +9,5 @@ from . import test_duplicates
 from . import test_providers
 from . import test_translations
 from . import test_bulk_import
+from . import test_background_import
 from . import test_statement_import

@@ -1,7 +1,9 @@
 from datetime import date, timedelta
 
+from odoo.sql_db import db_connect
 from odoo.tests import tagged
 
+from ..models.account_online_link import ADVISORY_LOCK_NAMESPACE
 from .common import OnlineSyncCase
 
 
@@ -41,3 +43,33 @@ class TestCron(OnlineSyncCase):
         cron = self.env.ref("account_online_synchronization.ir_cron_online_sync")
         self.assertEqual((cron.interval_number, cron.interval_type), (12, "hours"))
         self.assertTrue(cron.active)
+
+    def test_cron_fetches_connections_in_parallel_within_the_provider_bound(self):
+        params = self.env["ir.config_parameter"].sudo()
+        params.set_param("account_online_synchronization.fetch_workers", 4)
+        params.set_param("account_online_synchronization.fetch_per_provider", 2)
+        links = [self._connect(sync=False) for _i in range(4)]
+        self.assertEqual(self.bank.stats()["max_in_flight"], 1, "the connections were made one by one")
+        # Every provider call is slow: fetches of different connections overlap, two at a time.
+        self.bank.add_fault("delay", seconds=0.3, times=None)
+        self.env["account.online.link"]._cron_synchronize()
+        self.assertEqual(self.bank.stats()["max_in_flight"], 2)
+        for link in links:
+            self.assertEqual(link.state, "connected")
+            for account in link.account_online_account_ids:
+                identifiers = self._journal_txn_ids(account.journal_id)
+                self.assertEqual(len(identifiers), len(set(identifiers)))
+                self.assertEqual(set(identifiers), self._bank_booked_ids(account))
+
+    def test_a_connection_another_worker_is_synchronizing_is_skipped(self):
+        link = self._connect(sync=False)
+        other = db_connect(self.env.cr.dbname).cursor()
+        try:
+            other.execute("SELECT pg_advisory_lock(%s, %s)", (ADVISORY_LOCK_NAMESPACE, link.id))
+            self.env["account.online.link"]._cron_synchronize()
+            self.assertFalse(link.last_refresh, "left to the worker that holds it")
+        finally:
+            other.execute("SELECT pg_advisory_unlock(%s, %s)", (ADVISORY_LOCK_NAMESPACE, link.id))
+            other.close()
+        self.env["account.online.link"]._cron_synchronize()
+        self.assertTrue(link.last_refresh)

@@ -358,6 +358,8 @@ class SandboxBankServer:
             self._faults = []
             self._fault_seq = 0
             self._stats = Counter()
+            self._in_flight = 0
+            self._max_in_flight = 0
             self._faults_triggered = 0
             initial = self._initial
             if initial["today"] is not None:
@@ -533,7 +535,8 @@ class SandboxBankServer:
         """Requests per ``METHOD /path/template`` (admin ``/_sim`` calls not counted)."""
         with self._lock:
             return {"requests": dict(self._stats), "total": sum(self._stats.values()),
-                    "faults_triggered": self._faults_triggered}
+                    "faults_triggered": self._faults_triggered,
+                    "max_in_flight": self._max_in_flight}
 
     def consents(self):
         with self._lock:
@@ -636,9 +639,19 @@ class SandboxBankServer:
                     {"Allow": ", ".join(sorted(allowed))}))
             return self._error_response(request, ApiError(404, "NOT_FOUND", "no such endpoint"))
         template, handler = route
-        if not request.path.startswith("/_sim/"):
+        if request.path.startswith("/_sim/"):
+            return self._dispatch(request, handler, params)
+        with self._lock:
+            self._stats[f"{request.method} {template}"] += 1
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+        try:
+            return self._dispatch(request, handler, params)
+        finally:
             with self._lock:
-                self._stats[f"{request.method} {template}"] += 1
+                self._in_flight -= 1
+
+    def _dispatch(self, request, handler, params):
         try:
             token = request.bearer()
             if token:
