@@ -8,6 +8,8 @@ from ..services.statement_files import PARSERS, PROFILES
 
 FORMATS = [("auto", "Detect"), ("camt053", "CAMT.053"), ("ofx", "OFX / QFX"), ("qif", "QIF"),
            ("coda", "CODA"), ("csv", "CSV")]
+#: lines listed in the preview (the counts always cover every line)
+PREVIEW_MAX_LINES = 2000
 FORMAT_LABELS = {"camt053": "CAMT.053", "ofx": "OFX", "qif": "QIF", "coda": "CODA", "csv": "CSV"}
 
 
@@ -51,6 +53,7 @@ class AccountBankStatementImportWizard(models.TransientModel):
     new_count = fields.Integer(string="New transactions", readonly=True)
     skipped_count = fields.Integer(string="Already in the journal", readonly=True)
     warning_message = fields.Text(string="Warnings", readonly=True)
+    lines_truncated = fields.Boolean(readonly=True)
     supported_formats = fields.Char(compute="_compute_supported_formats")
 
     @api.model
@@ -148,7 +151,8 @@ class AccountBankStatementImportWizard(models.TransientModel):
 
     def action_back(self):
         self.write({"state": "upload", "statement_ids": [(5, 0, 0)], "line_ids": [(5, 0, 0)],
-                    "warning_message": False, "new_count": 0, "skipped_count": 0})
+                    "warning_message": False, "new_count": 0, "skipped_count": 0,
+                    "lines_truncated": False})
         return self._reopen()
 
     def action_import(self):
@@ -197,7 +201,7 @@ class AccountBankStatementImportWizard(models.TransientModel):
     def _preview_values(self, reports):
         journal = self.journal_id
         statements = []
-        new_count = skipped_count = 0
+        new_count = skipped_count = shown = 0
         warnings = []
         for file_report in reports:
             fmt = FORMAT_LABELS.get(file_report["format"], file_report["format"])
@@ -212,6 +216,9 @@ class AccountBankStatementImportWizard(models.TransientModel):
                     if reason:
                         label = journal._statement_import_skip_reason(reason)
                         reasons[label] = reasons.get(label, 0) + 1
+                    if shown >= PREVIEW_MAX_LINES:
+                        continue
+                    shown += 1
                     lines.append((0, 0, {
                         "wizard_id": self.id,
                         "sequence": sequence,
@@ -256,6 +263,7 @@ class AccountBankStatementImportWizard(models.TransientModel):
             "new_count": new_count,
             "skipped_count": skipped_count,
             "warning_message": "\n".join(warnings) or False,
+            "lines_truncated": shown < new_count + skipped_count,
         }
 
 
@@ -266,7 +274,7 @@ class AccountBankStatementImportWizardStatement(models.TransientModel):
 
     wizard_id = fields.Many2one("account.bank.statement.import.wizard", required=True,
                                 ondelete="cascade")
-    currency_id = fields.Many2one(related="wizard_id.currency_id")
+    currency_id = fields.Many2one(related="wizard_id.currency_id", string="Journal Currency")
     file_name = fields.Char(string="File")
     file_format = fields.Char(string="Format")
     name = fields.Char(string="Statement")
@@ -294,7 +302,7 @@ class AccountBankStatementImportWizardLine(models.TransientModel):
                                 ondelete="cascade")
     statement_id = fields.Many2one("account.bank.statement.import.wizard.statement",
                                    ondelete="cascade")
-    currency_id = fields.Many2one(related="wizard_id.currency_id")
+    currency_id = fields.Many2one(related="wizard_id.currency_id", string="Journal Currency")
     sequence = fields.Integer()
     date = fields.Date()
     payment_ref = fields.Char(string="Label")
