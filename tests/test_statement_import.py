@@ -7,7 +7,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from odoo.exceptions import UserError
-from odoo.tests import tagged
+from odoo.tests import new_test_user, tagged
 
 from ..services import identity
 from .common import OnlineSyncCase
@@ -318,19 +318,32 @@ class TestStatementImport(OnlineSyncCase):
 
     # ------------------------------------------------------------------ entry points
     def test_files_dropped_on_the_dashboard_card_open_the_wizard(self):
+        """As an accounting manager (Invoicing only): the card offers Import Statement, a file
+        dropped on it opens the wizard with the file, and the import goes through."""
         journal = self._journal("NL77ABNA0574908765")
-        attachment = self.env["ir.attachment"].create(
+        manager = new_test_user(self.env, "statement_import_manager",
+                                groups="base.group_user,account.group_account_manager")
+        env = self.env(user=manager)
+        dashboard = self.env.ref("account.account_journal_dashboard_kanban_view")
+        arch = env["account.journal"].get_views([(dashboard.id, "kanban")])["views"]["kanban"]["arch"]
+        self.assertIn("action_open_statement_import_wizard", arch)
+        self.assertIn("Upload Statement Files", arch)
+        attachment = env["ir.attachment"].create(
             {"name": "dropped.xml", "raw": _sample("camt053/oca_test-camt053_v02.xml")})
-        action = self.env["account.journal"].with_context(
+        action = env["account.journal"].with_context(
             default_journal_id=journal.id, default_move_type="entry",
         ).create_document_from_attachment(attachment.ids)
         self.assertEqual(action["res_model"], "account.bank.statement.import.wizard")
-        wizard = self.env[action["res_model"]].browse(action["res_id"])
+        wizard = env[action["res_model"]].browse(action["res_id"])
         self.assertEqual(wizard.journal_id, journal)
         self.assertEqual(wizard.attachment_ids, attachment)
+        wizard.action_preview()
+        self.assertEqual(wizard.new_count, 4)
+        wizard.action_import()
+        self.assertEqual(len(self._lines(journal)), 4)
         self.assertIn("file_import",
                       dict(journal._fields["bank_statements_source"].selection(journal)))
-        action = journal.action_open_statement_import_wizard()
+        action = journal.with_env(env).action_open_statement_import_wizard()
         self.assertEqual(action["target"], "new")
 
     def test_csv_layout_is_saved_for_the_journal(self):
