@@ -4,12 +4,15 @@ import json
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from unittest.mock import patch
 from xml.sax.saxutils import escape
 
 from odoo.exceptions import UserError
 from odoo.tests import new_test_user, tagged
+from odoo.tools.translate import code_translations
 
 from ..services import identity
+from ..services.statement_files import MESSAGES
 from .common import OnlineSyncCase
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
@@ -361,3 +364,26 @@ class TestStatementImport(OnlineSyncCase):
         self.assertEqual(wizard.csv_layout, "journal")
         wizard.action_preview()
         self.assertEqual((wizard.new_count, wizard.skipped_count), (0, 2))
+
+    def test_parser_messages_are_translated_before_their_parameters_are_filled(self):
+        self.env["res.lang"]._activate_lang("fr_FR")
+        translations = code_translations.get_python_translations(
+            "account_online_synchronization", "fr_FR")
+        french = {
+            MESSAGES["balance_mismatch"]: "Relevé %(statement)s : le solde final du fichier est "
+                                          "%(closing)s, différence %(difference)s.",
+            MESSAGES["qif_bad_amount"]: "Ligne %(line)s : le montant %(value)s n'est pas un "
+                                        "nombre.",
+        }
+        journal = self._journal("NL77ABNA0574908765")
+        key = ("account_online_synchronization", "fr_FR")
+        with patch.dict(code_translations.python_translations, {key: {**translations, **french}}):
+            wizard = self._wizard(journal, ("nl.xml", _sample("camt053/oca_test-camt053_v02.xml")))
+            wizard.with_context(lang="fr_FR").action_preview()
+            self.assertIn("nl.xml: Relevé '1234Test/1 (NL77ABNA0574908765)' : le solde final "
+                          "du fichier est 15121.12, différence -434.16.", wizard.warning_message)
+            wizard = self._wizard(journal, ("bad.qif", b"!Type:Bank\nD03/03/2020\nTabc\n^\n"))
+            with self.assertRaises(UserError) as error:
+                wizard.with_context(lang="fr_FR").action_preview()
+            self.assertIn("bad.qif", str(error.exception))
+            self.assertIn("Ligne 2 : le montant 'abc' n'est pas un nombre.", str(error.exception))
