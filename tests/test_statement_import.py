@@ -210,8 +210,15 @@ class TestStatementImport(OnlineSyncCase):
         total = len({t["id"] for t in first + second})
         self.assertEqual(wizard.new_count, total)
         self.assertEqual(wizard.skipped_count, len(overlap))
+        # the second statement holds only its new lines: its balances follow the journal
+        self.assertIn(f"{len(overlap)} lines of statement B", wizard.warning_message)
         wizard.action_import()
-        self.assertEqual(len(self._lines(journal)), total)
+        lines = self._lines(journal)
+        self.assertEqual(len(lines), total)
+        statements = lines.statement_id.sorted("name")
+        self.assertEqual(statements.mapped("name"), ["A", "B"])
+        self.assertEqual(len(statements[1].line_ids), len(second) - len(overlap))
+        self.assertAlmostEqual(statements[1].balance_end_real, statements[1].balance_end)
 
     def _bank_file(self, account, date_from, date_to):
         booked = self.bank.expected_booked(account.stable_key, date_from, date_to)
