@@ -23,6 +23,7 @@ BULK_KEYS = {
     "journal_id", "date", "amount", "payment_ref", "partner_name", "account_number", "ref",
     "foreign_currency_id", "amount_currency", "sequence", "statement_id", "transaction_details",
     "online_transaction_identifier", "online_account_id",
+    "move_type",  # create() sets it to "entry" in the values it is given
 }
 BULK_SEQUENCE_RESETS = {"year", "month", "never"}
 #: Below this many lines the set-based statements do not pay for themselves.
@@ -68,7 +69,8 @@ class AccountBankStatementLine(models.Model):
         if "account.analytic.distribution.model" in self.env and \
                 self.env["account.analytic.distribution.model"].sudo().search_count([], limit=1):
             return False
-        return all(set(vals) <= BULK_KEYS and vals.get("amount") for vals in vals_list)
+        return all(set(vals) <= BULK_KEYS and vals.get("amount")
+                   and vals.get("move_type", "entry") == "entry" for vals in vals_list)
 
     # ------------------------------------------------------------------ copies of the template
     def _bulk_clone(self, template, vals_list):
