@@ -2,6 +2,8 @@ import time
 from datetime import timedelta
 from functools import partial
 
+from markupsafe import Markup
+
 from odoo import _, api, fields, models
 from odoo.exceptions import ValidationError
 from odoo.tools import format_date, formatLang
@@ -126,6 +128,8 @@ class AccountOnlineAccount(models.Model):
         }
         if complete:
             values["sync_cursor"] = page.next_cursor or self.sync_cursor
+            if page.removed_external_ids:
+                self._withdraw_lines(journal, client.provider_code, page.removed_external_ids)
             if bank_balance is not None:
                 self._check_balance(journal, bank_balance, page.added, client, consent)
             if self.check_duplicates:
@@ -150,6 +154,38 @@ class AccountOnlineAccount(models.Model):
             cursor=self.sync_cursor or None,
             last_line_date=last_line_date,
         )
+
+    def _withdraw_lines(self, journal, provider, external_ids):
+        """The bank withdrew booked transactions (Plaid ``removed``): their lines go, unless
+        reconciled or locked, which are kept and pointed out in the chatter for review."""
+        key = self._identifier_key()
+        lines = self.env["account.bank.statement.line"].sudo().search([
+            ("journal_id", "=", journal.id),
+            ("online_transaction_identifier", "in",
+             [sync_planning.identifier_for(provider, key, ext_id) for ext_id in external_ids]),
+        ])
+        if not lines:
+            return
+        lock_date = journal.company_id._get_user_fiscal_lock_date(journal, ignore_exceptions=True)
+        kept = lines.filtered(lambda line: line.is_reconciled or (lock_date and line.date <= lock_date))
+        removed = lines - kept
+        described = {line: _("%(date)s, %(amount)s, %(label)s", date=format_date(self.env, line.date),
+                              amount=formatLang(self.env, line.amount, currency_obj=line.currency_id),
+                              label=line.payment_ref or "")
+                     for line in lines}
+        parts = []
+        if removed:
+            parts.append(Markup("<p>%s</p><ul>%s</ul>") % (
+                _("The bank withdrew these transactions; their lines were deleted:"),
+                Markup().join(Markup("<li>%s</li>") % described[line] for line in removed)))
+        if kept:
+            parts.append(Markup("<p>%s</p><ul>%s</ul>") % (
+                _("The bank withdrew these transactions, but their lines are reconciled or in a "
+                  "locked period and were kept. Check them and undo the reconciliation or add a "
+                  "correcting line if needed:"),
+                Markup().join(Markup("<li>%s</li>") % described[line] for line in kept)))
+        removed.unlink()
+        journal.message_post(body=Markup().join(parts), subtype_xmlid="mail.mt_note")
 
     def _import_in_chunks(self, journal, transactions, identifier, deadline):
         """Import ``transactions`` (date order) chunk by chunk until done or past ``deadline``;

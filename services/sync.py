@@ -53,7 +53,13 @@ def transaction_identifier(transaction, account_key):
     ``account_key`` is the account's stable key, so the identifier survives a re-consent that
     changes the provider's account id.
     """
-    return f"{transaction.provider}:{account_key}:{transaction.external_id}"
+    return identifier_for(transaction.provider, account_key, transaction.external_id)
+
+
+def identifier_for(provider, account_key, external_id):
+    """``transaction_identifier`` of a transaction known only by its id (e.g. one the bank
+    withdrew)."""
+    return f"{provider}:{account_key}:{external_id}"
 
 
 @dataclass

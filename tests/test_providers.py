@@ -138,6 +138,25 @@ class TestProvidersUnderFaults(OnlineSyncCase):
     def test_plaid(self):
         self._run_faults("plaid")
 
+    def test_plaid_withdrawn_transaction_leaves_the_journal(self):
+        server = self.servers["plaid"]
+        server.reset()
+        server.configure(history_days=HISTORY_DAYS, txns_per_day=PROVIDERS["plaid"]["txns_per_day"])
+        link = self._connect_through("plaid")
+        link._synchronize(trigger="manual")
+        account = link.account_online_account_ids[0]
+        withdrawn = server.expected_booked(account.online_identifier, server.today - timedelta(
+            days=HISTORY_DAYS), server.today)[-1]
+        server.remove_transaction(withdrawn["transaction_id"])
+        link._synchronize(trigger="manual")
+        self._assert_journals_hold_the_banks_booked_transactions("plaid", link, "removed")
+        self.assertFalse(self.env["account.bank.statement.line"].search([
+            ("journal_id", "=", account.journal_id.id),
+            ("online_transaction_identifier", "=like", f"%:{withdrawn['transaction_id']}")]))
+        note = account.journal_id.message_ids.filtered(lambda m: "withdrew" in (m.body or ""))
+        self.assertEqual(len(note), 1)
+        self.assertIn(withdrawn["name"], note.body)
+
     def test_yodlee(self):
         self._run_faults("yodlee")
 
