@@ -10,8 +10,9 @@ copies of those rows, with every column that depends on the line recomputed. Num
 template's name in Odoo's own sequence cache, so later entries of the transaction continue the
 sequence. ``tests/test_bulk_import.py`` compares the result with ``create()`` field by field.
 
-Lines outside what this path reproduces (a partner, a zero amount, a hash-protected journal,
-analytic distribution models, a fiscal-year sequence) go through ``create()``.
+Lines outside what this path reproduces (a partner, a zero amount, a hash-protected journal, a
+fiscal-year sequence) go through ``create()``. Analytic distribution models apply to the copies
+as to the template: their criteria (account, partner, product, company) are the template's.
 """
 import json
 
@@ -65,9 +66,6 @@ class AccountBankStatementLine(models.Model):
             return False
         if self.env["ir.config_parameter"].sudo().get_param(
                 "account_online_synchronization.bulk_import", "1") in ("0", "False", "false"):
-            return False
-        if "account.analytic.distribution.model" in self.env and \
-                self.env["account.analytic.distribution.model"].sudo().search_count([], limit=1):
             return False
         return all(set(vals) <= BULK_KEYS and vals.get("amount")
                    and vals.get("move_type", "entry") == "entry" for vals in vals_list)

@@ -112,6 +112,20 @@ class TestBulkImport(TransactionCase):
         naive_journal, naive, bulk_journal, bulk = self._import_both(currency=self.foreign)
         self._assert_same_records(naive_journal, naive, bulk_journal, bulk)
 
+    def test_analytic_distribution_models_apply_as_with_create(self):
+        plan = self.env["account.analytic.plan"].create({"name": "Departments"})
+        analytic = self.env["account.analytic.account"].create({"name": "Bank fees", "plan_id": plan.id})
+        suspense = self.env.company.account_journal_suspense_account_id
+        self.env["account.analytic.distribution.model"].create({
+            "account_prefix": suspense.code, "analytic_distribution": {str(analytic.id): 100}})
+        naive_journal, naive, bulk_journal, bulk = self._import_both(count=20)
+        self._assert_same_records(naive_journal, naive, bulk_journal, bulk)
+        distributions = bulk.move_id.line_ids.filtered(
+            lambda l: l.account_id == suspense).mapped("analytic_distribution")
+        self.assertEqual(len(distributions), 20)
+        for distribution in distributions:
+            self.assertEqual(distribution, {str(analytic.id): 100.0})
+
     def test_running_balances_and_statement_balances_match(self):
         naive_journal, naive, bulk_journal, bulk = self._import_both(count=40)
         Statement = self.env["account.bank.statement"]
