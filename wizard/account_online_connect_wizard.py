@@ -46,7 +46,8 @@ class AccountOnlineConnectWizard(models.TransientModel):
     def create(self, vals_list):
         wizards = super().create(vals_list)
         for wizard, vals in zip(wizards, vals_list):
-            if "search_text" in vals or "country_id" in vals:  # not what the defaults listed
+            # Not what the defaults listed; a wizard saved from the form keeps the banks it shows.
+            if ("search_text" in vals or "country_id" in vals) and "institution_ids" not in vals:
                 wizard._search_institutions()
         return wizards
 
