@@ -34,6 +34,9 @@ reference, and tracks consent expiry.
         "web.assets_backend": [
             "account_online_synchronization/static/src/js/online_sync_progress_service.js",
         ],
+        "web.assets_tests": [
+            "account_online_synchronization/static/tests/tours/**/*",
+        ],
     },
     "installable": True,
     "application": False,

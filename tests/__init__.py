@@ -11,3 +11,4 @@ from . import test_translations
 from . import test_bulk_import
 from . import test_background_import
 from . import test_statement_import
+from . import test_tours
