@@ -53,6 +53,15 @@ ensure_odoo() {
     ODOO_BIN=("$PYTHON" -c 'import os; os.environ["TZ"] = "UTC"; import odoo; odoo.cli.main()')
 }
 
+# Headless Chromium for the browser tests (Odoo's HttpCase tours look for it on the PATH).
+ensure_chromium() {
+    if ! command -v chromium >/dev/null && ! command -v google-chrome >/dev/null \
+            && command -v apt-get >/dev/null; then
+        log "installing chromium for the browser tests"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    fi
+}
+
 ensure_python_packages() {
     pip_install -r "$REPO_DIR/requirements.txt"
 }

@@ -6,6 +6,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 ensure_odoo
 ensure_python_packages
 ensure_postgres
+ensure_chromium
 
 log "pure tier: pytest"
 pure_status=0
