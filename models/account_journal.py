@@ -78,10 +78,8 @@ class AccountJournal(models.Model):
     def action_open_online_sync_connect(self):
         """Connect bank: the Add a Bank Account wizard, targeting this journal."""
         self.ensure_one()
-        action = self.env["ir.actions.act_window"]._for_xml_id(
-            "account_online_synchronization.action_account_online_connect_wizard")
-        action["context"] = {"default_journal_id": self.id}
-        return action
+        return self.env["account.online.connect.wizard"].with_context(
+            default_journal_id=self.id).action_open()
 
     # ------------------------------------------------------------------ import of lines
     def _online_sync_last_line_date(self):

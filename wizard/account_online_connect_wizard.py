@@ -96,9 +96,18 @@ class AccountOnlineConnectWizard(models.TransientModel):
         self.institution_ids = [(5, 0, 0)] + [(0, 0, line) for line in lines]
         self.search_message = message
 
+    @api.model
+    def action_open(self):
+        """Open the wizard already saved, with the country's banks listed: the web client refuses
+        a row's button (Connect) while the wizard is a new, unsaved record."""
+        return self.create({})._action_reopen()
+
     def action_search(self):
         self.ensure_one()
         self._search_institutions()
+        return self._action_reopen()
+
+    def _action_reopen(self):
         return {
             "type": "ir.actions.act_window",
             "res_model": self._name,
