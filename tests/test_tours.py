@@ -2,27 +2,31 @@
 import json
 import threading
 import time
+from datetime import timedelta
 from unittest.mock import patch
 
+from odoo import fields
 from odoo.tests import HttpCase, common, tagged
 
 from .common import OnlineSyncCase
 
 TOUR_PREFIX = "account_online_sync_tour_"
+CALLBACK_PATH = "/account_online_synchronization/consent/callback"
 
 
 class _BankCustomerBrowser(common.ChromeBrowser):
-    """The tour's Chromium, which also plays the bank's customer on the bank's own site.
+    """The tour's Chromium, which also plays the bank's customer on pages outside Odoo's web client.
 
-    A tour runs inside Odoo's page and cannot act on another origin. When the browser lands on
-    the Sandbox Bank's consent page (127.0.0.1, another port), this browser reads the page and
-    presses one of its buttons through the DevTools connection the test already holds; the bank
-    then sends the same browser back to Odoo's callback, where the tour resumes (its state is kept
-    in Odoo's localStorage across page loads).
+    A tour runs inside Odoo's web client and cannot act on another origin. When the browser lands
+    on the Sandbox Bank's consent page (127.0.0.1, another port), this browser reads the page and
+    presses "Allow access" (or "Cancel") through the DevTools connection the test already holds;
+    the bank then sends the same browser back to Odoo's callback, where the tour resumes (its
+    state is kept in Odoo's localStorage across page loads). On the callback's own page (shown
+    only when the consent did not complete) it reads the message and follows the link back.
     """
-    bank_url = None      # set by the test (a subclass per tour run)
+    bank_url = odoo_url = None   # set by the test (a subclass per tour run)
     decision = "approve"
-    seen = None          # consent pages seen: [{"url", "title", "text"}]
+    seen = None                  # pages seen outside the web client: [{"url", "title", "text"}]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -30,16 +34,26 @@ class _BankCustomerBrowser(common.ChromeBrowser):
 
     def _handle_frame_navigated(self, frame, **_kw):
         # Called from the websocket consumer thread, which must not wait for an answer itself.
-        if not frame.get("parentId") and frame.get("url", "").startswith(self.bank_url + "/consent?"):
-            threading.Thread(target=self._decide_on_consent_page, args=(frame["url"],),
-                             name="bank customer", daemon=True).start()
+        url = frame.get("url", "")
+        if frame.get("parentId"):
+            return
+        if url.startswith(self.bank_url + "/consent?"):
+            click = ('form[action="/consent/decision"] button[name=decision][value=%s]'
+                     % json.dumps(self.decision))
+        elif url.startswith(self.odoo_url + CALLBACK_PATH):
+            # A successful callback redirects at once; a page here says what went wrong.
+            click = "a.btn-primary"
+        else:
+            return
+        threading.Thread(target=self._read_and_click, args=(url, click),
+                         name="bank customer", daemon=True).start()
 
     def _evaluate(self, expression):
         answer = self._websocket_request("Runtime.evaluate", params={
             "expression": expression, "returnByValue": True})
         return answer.get("result", {}).get("value")
 
-    def _decide_on_consent_page(self, url):
+    def _read_and_click(self, url, selector):
         page = None
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -52,15 +66,14 @@ class _BankCustomerBrowser(common.ChromeBrowser):
             time.sleep(0.1)
         self.seen.append(page or {"url": url, "title": None, "text": None})
         if page:
-            self._evaluate(
-                "document.querySelector('form[action=\"/consent/decision\"] "
-                "button[name=decision][value=%s]').click()" % json.dumps(self.decision))
+            self._evaluate("document.querySelector(%s).click()" % json.dumps(selector))
 
 
 @tagged("post_install", "-at_install")
 class TestTours(HttpCase, OnlineSyncCase):
     """Add a Bank Account through the bank's consent page, the dashboard card, the connection
-    form and Find Duplicates, clicked in Chromium as an accountant would."""
+    form, Find Duplicates, Reconnect, Update Credentials and a cancelled consent, clicked in
+    Chromium as an accountant would."""
 
     @classmethod
     def setUpClass(cls):
@@ -80,10 +93,12 @@ class TestTours(HttpCase, OnlineSyncCase):
         self.start_tour(url, TOUR_PREFIX + name, login="accountant", timeout=120, **kwargs)
 
     def _tour_through_consent(self, url, name, decision="approve"):
-        """Run a tour whose browser goes to the bank's consent page; return the pages seen."""
+        """Run a tour whose browser goes to the bank's consent page; return the pages it saw
+        outside Odoo's web client."""
         seen = []
         browser_class = type("BankCustomerBrowser", (_BankCustomerBrowser,), {
-            "bank_url": self.bank.url, "decision": decision, "seen": seen})
+            "bank_url": self.bank.url, "odoo_url": self.base_url(), "decision": decision,
+            "seen": seen})
         with patch.object(common, "ChromeBrowser", browser_class):
             self._tour(url, name)
         return seen
@@ -120,7 +135,7 @@ class TestTours(HttpCase, OnlineSyncCase):
         usd = link.account_online_account_ids - eur
         self.assertEqual(usd.journal_id.name, "Sandbox Dollar Account")
         self.assertEqual((usd.journal_id.currency_id or self.company.currency_id).name, "USD")
-        self.assertEqual(bank_journal.currency_id.name, "EUR")
+        self.assertEqual((bank_journal.currency_id or self.company.currency_id).name, "EUR")
 
     # ------------------------------------------------------------------ b) the dashboard card
     def test_dashboard_card_synchronize_now(self):
@@ -160,3 +175,53 @@ class TestTours(HttpCase, OnlineSyncCase):
         self.assertTrue(synced.exists())
         self.assertTrue(any("duplicate bank transactions deleted" in (m.body or "")
                             for m in journal.message_ids))
+
+    # ------------------------------------------------------------------ consent lifecycle
+    def _assert_consent_page(self, page):
+        self.assertTrue(page["url"].startswith(self.bank.url + "/consent?"), page["url"])
+        self.assertEqual(page["title"], "Sandbox Bank – Consent")
+        self.assertIn("Allow access", page["text"])
+
+    def test_reconnect_from_the_card_after_the_consent_expired(self):
+        link = self._connect()
+        journal = self._eur_account(link).journal_id
+        journal.name = "Sandbox EUR"
+        # The bank now refuses the old consent: Synchronize Now fails and the card says so.
+        self.bank.add_fault("consent_expired", times=None, consent_id=link.consent_identifier)
+        old_consent = link.consent_identifier
+        seen = self._tour_through_consent("/odoo/accounting", "reconnect")
+        self.assertEqual(len(seen), 1, seen)
+        self._assert_consent_page(seen[0])
+        self.assertEqual(self.env["account.online.link"].search([]), link, "renewed, not created")
+        self.assertEqual(link.state, "connected")
+        self.assertNotEqual(link.consent_identifier, old_consent)
+        self.assertEqual(link.journal_ids, journal | self.env["account.journal"].search(
+            [("account_online_account_id", "in", link.account_online_account_ids.ids)]))
+        self.assertEqual(self._eur_account(link).journal_id, journal)
+
+    def test_update_credentials_of_an_expiring_consent(self):
+        link = self._connect()
+        today = fields.Date.context_today(link)
+        link.write({"expiring_synchronization_date": today + timedelta(days=10),
+                    "state": "expiring"})
+        seen = self._tour_through_consent("/odoo", "update_credentials")
+        self.assertEqual(len(seen), 1, seen)
+        self._assert_consent_page(seen[0])
+        self.assertEqual(link.state, "connected")
+        self.assertEqual(link.expiring_synchronization_date, today + timedelta(days=90))
+        self.assertEqual(len(self.bank.consents()), 2)
+
+    def test_cancelled_consent_explains_and_creates_nothing(self):
+        self.company.online_sync_security_contact = "+32 2 123 45 67"
+        self.env["account.journal"].create({
+            "name": "Main Bank", "code": "MAIN", "type": "bank", "company_id": self.company.id})
+        seen = self._tour_through_consent("/odoo", "cancelled_consent", decision="cancel")
+        self.assertEqual(len(seen), 2, seen)
+        self._assert_consent_page(seen[0])
+        failure = seen[1]
+        self.assertTrue(failure["url"].startswith(self.base_url() + CALLBACK_PATH + "?error="))
+        self.assertEqual(failure["title"], "Bank connection not completed")
+        self.assertIn("The bank did not grant access", failure["text"])
+        self.assertIn("Nothing was created", failure["text"])
+        self.assertFalse(self.env["account.online.link"].search([]))
+        self.assertFalse(self.env["account.online.account"].search([]))

@@ -53,10 +53,8 @@ tours.add("account_online_sync_tour_add_bank_account", {
             content: "The wizard opened with the country's banks listed",
             trigger: ".modal .o_data_row:contains(Sandbox Bank)",
             run() {
-                // Mark these rows: the steps below must see the rows of the search's answer.
-                for (const row of document.querySelectorAll(".modal .o_data_row")) {
-                    row.classList.add("o_tour_listed_before_search");
-                }
+                // Mark this dialog: the steps below must see the dialog of the search's answer.
+                this.anchor.closest(".modal").classList.add("o_tour_before_search");
             },
         },
         {
@@ -65,15 +63,15 @@ tours.add("account_online_sync_tour_add_bank_account", {
         },
         {
             content: "Both Sandbox banks are found, the MFA one flagged Beta",
-            trigger: ".modal .o_data_row:not(.o_tour_listed_before_search):has(td[name=bic]:contains(SNDBBEB2)):contains(Sandbox Bank (MFA)) td[name=beta] input:checked",
+            trigger: ".modal:not(.o_tour_before_search) .o_data_row:has(td[name=bic]:contains(SNDBBEB2)):contains(Sandbox Bank (MFA)) td[name=beta] input:checked",
         },
         {
             content: "The Sandbox Bank is listed with its BIC and provider",
-            trigger: ".modal .o_data_row:not(.o_tour_listed_before_search):has(td[name=bic]:contains(SNDBBEB1)):contains(Sandbox Bank) td[name=provider_ids]:contains(Sandbox)",
+            trigger: ".modal:not(.o_tour_before_search) .o_data_row:has(td[name=bic]:contains(SNDBBEB1)):contains(Sandbox Bank) td[name=provider_ids]:contains(Sandbox)",
         },
         {
             content: "Connect: the browser goes to the bank's consent page",
-            trigger: ".modal .o_data_row:not(.o_tour_listed_before_search):has(td[name=bic]:contains(SNDBBEB1)) button.o_online_sync_connect_institution",
+            trigger: ".modal:not(.o_tour_before_search) .o_data_row:has(td[name=bic]:contains(SNDBBEB1)) button.o_online_sync_connect_institution",
             run: "click",
         },
         // --- on the bank's site: "Allow access" (tests/test_tours.py), back to the callback ---
@@ -271,6 +269,133 @@ tours.add("account_online_sync_tour_find_duplicates", {
         },
         {
             trigger: ".modal:not(:has(.o_data_row:contains(Typed by hand)))",
+        },
+    ],
+});
+
+// ---------------------------------------------------------------------- consent lifecycle
+// As in a), the test's browser presses the button on the bank's consent page between steps.
+function statusbarState(state) {
+    return `.o_form_view .o_statusbar_status .o_arrow_button_current:contains(${state})`;
+}
+
+tours.add("account_online_sync_tour_reconnect", {
+    url: "/odoo/accounting",
+    steps: () => [
+        {
+            trigger: `${card("Sandbox EUR")} .o_online_sync_status .badge:contains(Connected)`,
+        },
+        {
+            content: "Synchronize Now, while the bank no longer accepts the consent",
+            trigger: `${card("Sandbox EUR")} button.o_online_sync_now`,
+            run: "click",
+        },
+        {
+            content: "The failure is explained",
+            trigger: ".o_notification:contains(Synchronization failed)",
+        },
+        {
+            content: "The card says the bank is not connected and offers Reconnect Bank",
+            trigger: `${card("Sandbox EUR")} .o_online_sync_status .badge:contains(Not Connected)`,
+        },
+        {
+            content: "Reconnect Bank: the browser goes to the bank's consent page",
+            trigger: `${card("Sandbox EUR")} button.o_online_sync_reconnect:contains(Reconnect Bank)`,
+            run: "click",
+        },
+        // --- on the bank's site: "Allow access"; back to the same connection ---
+        {
+            content: "Back from the bank: the same connection, connected again",
+            trigger: statusbarState("Connected"),
+            timeout: 30000,
+        },
+        {
+            trigger: ".o_form_view h1:contains(Sandbox Bank)",
+        },
+        {
+            content: "The accounts found their journals again",
+            trigger: ".o_form_view div[name=account_online_account_ids] .o_data_row:contains(Sandbox Current Account):contains(Sandbox EUR)",
+        },
+        {
+            trigger: ".o-mail-Message:contains(Consent renewed until)",
+        },
+        {
+            content: "Back to the dashboard",
+            trigger: '.o_main_navbar [data-menu-xmlid="account.menu_board_journal_1"]',
+            run: "click",
+        },
+        {
+            content: "The card shows the connection working again",
+            trigger: `${card("Sandbox EUR")} .o_online_sync_status .badge:contains(Connected):not(:contains(Not))`,
+        },
+    ],
+});
+
+tours.add("account_online_sync_tour_update_credentials", {
+    url: "/odoo",
+    steps: () => [
+        ...openConfigurationMenu("menu_online_sync_links", "Online Synchronization: the connections"),
+        {
+            content: "The consent expires soon",
+            trigger: ".o_list_view .o_data_row:contains(Sandbox Bank) td[name=state]:contains(Expiring)",
+        },
+        {
+            trigger: ".o_list_view .o_data_row:contains(Sandbox Bank) td[name=name]",
+            run: "click",
+        },
+        {
+            trigger: statusbarState("Expiring"),
+        },
+        {
+            content: "The reminder can be sent now",
+            trigger: ".o_form_view .o_form_statusbar button[name=action_send_reminder]:contains(Send Now)",
+        },
+        {
+            content: "Update Credentials: the browser goes to the bank's consent page",
+            trigger: ".o_form_view .o_form_statusbar button[name=action_update_credentials]:contains(Update Credentials)",
+            run: "click",
+        },
+        // --- on the bank's site: "Allow access"; back to the same connection ---
+        {
+            content: "Back from the bank: the consent is renewed",
+            trigger: statusbarState("Connected"),
+            timeout: 30000,
+        },
+        {
+            trigger: ".o-mail-Message:contains(Consent renewed until)",
+        },
+        {
+            content: "No reminder to send any more",
+            trigger: ".o_form_view .o_form_statusbar:not(:has(button[name=action_send_reminder]))",
+        },
+    ],
+});
+
+tours.add("account_online_sync_tour_cancelled_consent", {
+    url: "/odoo/accounting",
+    steps: () => [
+        {
+            content: "An empty bank journal offers Connect bank",
+            trigger: `${card("Main Bank")} button.o_online_sync_connect:contains(Connect bank)`,
+            run: "click",
+        },
+        {
+            content: "Add a Bank Account opens for this journal",
+            trigger: ".modal:contains(Add a Bank Account) div[name=journal_id]:contains(Main Bank)",
+        },
+        {
+            content: "Connect to a bank of the list, without searching",
+            trigger: ".modal .o_data_row:has(td[name=bic]:contains(SNDBBEB1)) button.o_online_sync_connect_institution",
+            run: "click",
+        },
+        // --- on the bank's site: "Cancel"; Odoo's callback says what happened, with a link back ---
+        {
+            content: "Back in Odoo: no connection was made",
+            trigger: ".o_breadcrumb:contains(Online Synchronization)",
+            timeout: 30000,
+        },
+        {
+            trigger: ".o_view_nocontent:contains(Connect your first bank)",
         },
     ],
 });
