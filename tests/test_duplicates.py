@@ -1,4 +1,5 @@
-from odoo.tests import tagged
+from odoo.exceptions import UserError
+from odoo.tests import new_test_user, tagged
 
 from ..simulators.sandbox_bank import simulate_user
 from .common import OnlineSyncCase
@@ -62,3 +63,19 @@ class TestFindDuplicates(OnlineSyncCase):
         wizard.line_ids.filtered(lambda l: l.origin == "online").to_delete = False
         wizard.action_delete()
         self.assertFalse(account.possible_duplicates)
+
+    def test_an_administrator_without_full_accounting_gets_a_clear_refusal(self):
+        link = self._connect()
+        journal = self._eur_account(link).journal_id
+        synced = self.env["account.bank.statement.line"].search([
+            ("journal_id", "=", journal.id), ("online_transaction_identifier", "!=", False)],
+            limit=1)
+        manual = self._copy_by_hand(synced)
+        manager = new_test_user(self.env, login="invoicing_admin",
+                                groups="base.group_user,account.group_account_manager")
+        self.assertFalse(manager.has_group("account.group_account_basic"))
+        wizard = self.env["account.duplicate.transaction.wizard"].with_user(manager).browse(
+            journal.with_user(manager).action_open_duplicates_wizard()["res_id"])
+        with self.assertRaisesRegex(UserError, "Show Full Accounting Features"):
+            wizard.action_delete()
+        self.assertTrue(manual.exists())

@@ -56,6 +56,11 @@ class AccountDuplicateTransactionWizard(models.TransientModel):
         chosen = self.line_ids.filtered("to_delete").statement_line_id
         if not chosen:
             raise UserError(_("Select the lines to delete first."))
+        if not chosen.has_access("unlink"):
+            raise UserError(_(
+                "Your access rights do not allow deleting bank transactions. Ask an administrator "
+                "for the accounting rights \"Show Full Accounting Features\", or to delete the "
+                "selected lines."))
         reconciled = chosen.filtered("is_reconciled")
         if reconciled:
             raise UserError(_(
