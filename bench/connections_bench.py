@@ -28,6 +28,9 @@ params = env["ir.config_parameter"]
 Link = env["account.online.link"]
 
 
+journal_numbers = iter(range(10**6))
+
+
 def connect(bank):
     wizard = env["account.online.connect.wizard"].create({"security_contact": "it@example.com"})
     url = wizard.institution_ids.filtered(lambda i: i.identifier == "SANDBOX_BANK").action_connect()["url"]
@@ -36,10 +39,23 @@ def connect(bank):
                            allow_redirects=False, timeout=10)
     callback = {k: v[0] for k, v in parse_qs(urlsplit(answer.headers["Location"]).query).items()}
     link, _journal = env["account.online.consent.request"]._complete(callback)
-    selection = env["account.online.account.selection"].create({"link_id": link.id})
-    for line in selection.line_ids:
-        line._link_journal()
+    # Journals with codes of our own: Odoo numbers default bank journal codes up to 99 only.
+    for account in link.account_online_account_ids:
+        journal = env["account.journal"].create({
+            "name": f"{link.name} {account.name} {link.id}", "type": "bank",
+            "code": "Z" + _base36(next(journal_numbers)),
+            "currency_id": account.currency_id != env.company.currency_id and account.currency_id.id})
+        journal.account_online_account_id = account
     return link
+
+
+def _base36(number, width=4):
+    digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    text = ""
+    for _i in range(width):
+        number, rest = divmod(number, 36)
+        text = digits[rest] + text
+    return text
 
 
 def run_cron(fetch_workers, per_provider):
