@@ -28,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 from . import data
+from .webhooks import PlaidWebhooks
 
 _logger = logging.getLogger(__name__)
 
@@ -204,6 +205,8 @@ FIELDS = {
     "/transactions/sync": {"access_token", "count", "cursor", "options"},
     "/transactions/get": {"access_token", "end_date", "options", "start_date"},
     "/transactions/refresh": {"access_token"},
+    "/webhook_verification_key/get": {"key_id"},
+    "/sandbox/item/fire_webhook": {"access_token", "webhook_code", "webhook_type"},
 }
 REQUIRED = {
     "/link/token/create": ("client_name", "language", "country_codes"),
@@ -214,6 +217,8 @@ REQUIRED = {
     "/institutions/get_by_id": ("institution_id", "country_codes"),
     "/institutions/search": ("query", "country_codes"),
     "/transactions/get": ("access_token", "start_date", "end_date"),
+    "/webhook_verification_key/get": ("key_id",),
+    "/sandbox/item/fire_webhook": ("access_token", "webhook_code"),
 }
 # Endpoints that read an Item's data (they fail while the Item is in an error state).
 DATA_PATHS = frozenset({"/accounts/get", "/accounts/balance/get", "/auth/get",
@@ -333,6 +338,7 @@ PAGE_ROUTES = (
     ("POST", re.compile(r"/_sim/config\Z"), None, "_sim_config"),
     ("POST", re.compile(r"/_sim/reset\Z"), None, "_sim_reset"),
     ("GET", re.compile(r"/_sim/stats\Z"), None, "_sim_stats"),
+    ("POST", re.compile(r"/_sim/webhook\Z"), None, "_sim_webhook"),
 )
 
 
@@ -442,6 +448,7 @@ class PlaidServer:
         self._httpd = None
         self._thread = None
         self._cursor_key = secrets.token_bytes(16)
+        self.webhooks = PlaidWebhooks(self)  # signed webhooks (webhooks.py)
         self._reset_state()
 
     # ------------------------------------------------------------------ lifecycle
@@ -1185,6 +1192,17 @@ class PlaidServer:
             item["error"] = "ITEM_LOGIN_REQUIRED"
         return {"reset_login": True}
 
+    def _webhook_verification_key_get(self, request, payload):
+        key = self.webhooks.verification_key(payload["key_id"])
+        if key is None:
+            raise PlaidApiError("INVALID_FIELD", "key_id is not a valid webhook verification key")
+        return {"key": key}
+
+    def _sandbox_item_fire_webhook(self, request, payload):
+        item = self._item_for(request, payload, data_call=False)
+        self.webhooks.send(item["item_id"], payload["webhook_code"], payload.get("webhook_type"))
+        return {"webhook_fired": True}
+
     # ------------------------------------------------------------------ Items and accounts
     def _item_get(self, request, payload):
         item = self._item_for(request, payload, data_call=False)
@@ -1626,6 +1644,9 @@ class PlaidServer:
 
     def _sim_stats(self, request):
         return Response.json(200, self.stats())
+
+    def _sim_webhook(self, request):
+        return Response.json(*self._admin(self.webhooks.admin, self._admin_json(request)))
 
 
 # ---------------------------------------------------------------------------- the user's browser

@@ -43,6 +43,7 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 from . import data
 from .tls import make_pki
+from .webhooks import KEYS_PATH as WEBHOOK_KEYS_PATH, PontoWebhooks
 
 _logger = logging.getLogger(__name__)
 
@@ -296,6 +297,7 @@ PAGE_ROUTES = (
     _route("GET", r"/_sim/stats", "/_sim/stats", "_sim_stats"),
     _route("POST", r"/_sim/reset", "/_sim/reset", "_sim_reset"),
     _route("GET", r"/_sim/integrations", "/_sim/integrations", "_sim_integrations"),
+    _route("POST", r"/_sim/webhook", "/_sim/webhook", "_sim_webhook"),
 )
 
 
@@ -429,6 +431,7 @@ class PontoServer:
         self._threads = []
         self._tmp = None
         self.tls = {}
+        self.webhooks = PontoWebhooks(self)  # signed webhooks (webhooks.py)
         self._reset_state()
 
     # ------------------------------------------------------------------ lifecycle
@@ -865,6 +868,8 @@ class PontoServer:
 
     # ------------------------------------------------------------------ dispatch
     def handle(self, request):
+        if (request.listener, request.method, request.path) == ("api", "GET", WEBHOOK_KEYS_PATH):
+            return Response.json(200, self.webhooks.jwks(), content_type="application/json")
         routes = API_ROUTES if request.listener == "api" else PAGE_ROUTES
         path = request.api_path if request.listener == "api" else request.path
         route, params, allowed = self._match(routes, request.method, path)
@@ -1712,6 +1717,10 @@ class PontoServer:
     def _sim_reset(self, request):
         self.reset()
         return Response(204)
+
+    def _sim_webhook(self, request):
+        return Response.json(*self._admin(self.webhooks.admin, request.json()),
+                             content_type="application/json")
 
     def _sim_integrations(self, request):
         return Response.json(200, {"integrations": self.integrations()},

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from . import data
+from .webhooks import SaltEdgeWebhooks
 
 _logger = logging.getLogger(__name__)
 
@@ -244,6 +245,7 @@ ROUTES = (
     _route("POST", r"/_sim/clock", "/_sim/clock", "_sim_clock"),
     _route("POST", r"/_sim/config", "/_sim/config", "_sim_config"),
     _route("POST", r"/_sim/reset", "/_sim/reset", "_sim_reset"),
+    _route("POST", r"/_sim/webhook", "/_sim/webhook", "_sim_webhook"),
 )
 
 
@@ -355,6 +357,7 @@ class SaltEdgeServer:
         self.app_id = app_id
         self._secret = secret
         self._public_key = _load_public_key(public_key)
+        self.webhooks = SaltEdgeWebhooks(self)  # signed callbacks (webhooks.py)
         self.require_signature = (self._public_key is not None if require_signature is None
                                   else bool(require_signature))
         if self.require_signature and self._public_key is None:
@@ -1338,6 +1341,12 @@ class SaltEdgeServer:
     def _sim_reset(self, request):
         self.reset()
         return Response(204)
+
+    def _sim_webhook(self, request):
+        try:
+            return Response.json(*self.webhooks.admin(json.loads(request.body or b"{}")))
+        except (ValueError, TypeError) as exc:
+            return Response.json(400, {"error": str(exc)})
 
 
 def _append_query(url, params):
