@@ -1,1 +1,2 @@
 from . import consent
+from . import webhooks

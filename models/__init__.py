@@ -3,6 +3,9 @@ from . import online_sync_errors
 from . import account_online_provider
 from . import account_online_link
 from . import account_online_link_consent
+from . import account_online_link_webhook
+from . import account_online_provider_webhook
+from . import account_online_webhook_event
 from . import account_online_account
 from . import account_online_sync_log
 from . import account_online_pending_transaction

@@ -58,7 +58,9 @@ def start(code, port=0, host="127.0.0.1"):
         private, public = _rsa_pair()
         server = saltedge.SaltEdgeServer(host=host, port=port, public_key=public).start()
         return server, {"base_url": server.api_url, "client_id": saltedge.server.DEFAULT_APP_ID,
-                        "client_secret": saltedge.server.DEFAULT_SECRET, "private_key": private}
+                        "client_secret": saltedge.server.DEFAULT_SECRET, "private_key": private,
+                        "options": json.dumps({"callback_public_key":
+                                               server.webhooks.callback_public_key_pem})}
     if code == "enablebanking":
         server = enablebanking.EnableBankingServer(host=host, port=port).start()
         config = server.client_config()

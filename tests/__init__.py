@@ -12,3 +12,4 @@ from . import test_bulk_import
 from . import test_background_import
 from . import test_statement_import
 from . import test_tours
+from . import test_webhooks

@@ -20,6 +20,8 @@ ALGORITHM = "ES256"
 MAX_AGE = timedelta(minutes=5)          # ✅ iat not older than 5 minutes
 CLOCK_SKEW = timedelta(minutes=1)       # our tolerance for an iat slightly in the future
 KEY_PATH = "/webhook_verification_key/get"
+# ITEM/ERROR codes after which only the user can repair the Item (update mode).
+RECONNECT_ERRORS = frozenset({"ITEM_LOGIN_REQUIRED"})
 
 # (webhook_type, webhook_code) -> kind. Legacy TRANSACTIONS codes (DEFAULT_UPDATE, ...) are
 # also sent to /transactions/sync users and need no answer (OpenAPI): ignored.
@@ -95,6 +97,7 @@ def verify(headers, body, config, *, url=None, path_suffix=None, seen=None, now=
     if isinstance(error, dict):
         detail["error_code"] = str(error.get("error_code") or "")
         detail["message"] = str(error.get("display_message") or error.get("error_message") or "")
+        detail["reconnect"] = detail["error_code"] in RECONNECT_ERRORS
     account_id = payload.get("account_id")
     return WebhookEvent(provider=PROVIDER, kind=kind, consent_id=payload["item_id"],
                         account_ids=(account_id,) if isinstance(account_id, str) else (),

@@ -33,6 +33,7 @@ AUDIENCE_OPTION = "webhook_application_id"
 TOLERANCE = timedelta(seconds=30)
 MAX_AGE = timedelta(minutes=5)        # ours: an older iat is refused whatever exp says
 
+REVOKED_INTEGRATION = "pontoConnect.integration.revoked"
 # Event type -> kind. ``integration.accountRevoked`` names one account (account_ids).
 KINDS = {
     "pontoConnect.account.transactionsCreated": SYNC_AVAILABLE,
@@ -40,7 +41,7 @@ KINDS = {
     "pontoConnect.account.pendingTransactionsCreated": SYNC_AVAILABLE,
     "pontoConnect.account.pendingTransactionsUpdated": SYNC_AVAILABLE,
     "pontoConnect.account.reauthorized": SYNC_AVAILABLE,
-    "pontoConnect.integration.revoked": CONSENT_REVOKED,
+    REVOKED_INTEGRATION: CONSENT_REVOKED,
     "pontoConnect.integration.accountRevoked": CONSENT_REVOKED,
     "pontoConnect.synchronization.failed": ERROR,
     "pontoConnect.organization.blocked": ERROR,
@@ -116,7 +117,8 @@ def verify(headers, body, config, *, url=None, path_suffix=None, seen=None, now=
         raise WebhookRejected(STALE)
     check_replay(seen, PROVIDER, token, max(expires, issued + MAX_AGE) + TOLERANCE)
     kind = KINDS.get(data["type"], IGNORED)
-    account = _related_id(data, "account")
+    # integration.revoked ends the whole consent, whatever account it may name.
+    account = _related_id(data, "account") if data["type"] != REVOKED_INTEGRATION else None
     attributes = data.get("attributes") if isinstance(data.get("attributes"), dict) else {}
     detail = {}
     if kind == ERROR:
