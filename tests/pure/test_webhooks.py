@@ -274,3 +274,16 @@ def test_saltedge_callback_kind_from_the_url(provider, receiver):
         webhooks.verify(code, headers, body, config, url=url.replace("destroy", "success"),
                         path_suffix="success", seen=Memory())
     assert caught.value.reason == webhooks.FORGED
+
+
+def test_plaid_sandbox_fire_webhook(provider, receiver):
+    """Plaid's own Sandbox trigger sends the same signed webhook to the Item's URL."""
+    code, server, config, consent, _send = provider
+    if code != "plaid":
+        pytest.skip("Plaid only")
+    adapter = PlaidAdapter(config)
+    answer = adapter._post("/sandbox/item/fire_webhook", {
+        "access_token": consent.secrets["access_token"], "webhook_code": "SYNC_UPDATES_AVAILABLE"})
+    assert answer["webhook_fired"] is True
+    _path, headers, body = receiver.received[-1]
+    assert check(code, config, (headers, body, None)).consent_id == consent.external_id
