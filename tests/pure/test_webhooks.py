@@ -255,11 +255,10 @@ def test_event_kinds(provider, receiver):
         assert event.detail["expires_at"] is not None
 
 
+@pytest.mark.parametrize("provider", ["saltedge"], indirect=True)
 def test_saltedge_callback_kind_from_the_url(provider, receiver):
     """With one URL per kind (Salt Edge's dashboard), the signed URL says which callback it is."""
     code, server, config, consent, _send = provider
-    if code != "saltedge":
-        pytest.skip("Salt Edge only")
     server.webhooks.url_per_kind = True
     try:
         status, url = server.webhooks.send(consent.external_id, "destroy")
@@ -276,11 +275,10 @@ def test_saltedge_callback_kind_from_the_url(provider, receiver):
     assert caught.value.reason == webhooks.FORGED
 
 
+@pytest.mark.parametrize("provider", ["plaid"], indirect=True)
 def test_plaid_sandbox_fire_webhook(provider, receiver):
     """Plaid's own Sandbox trigger sends the same signed webhook to the Item's URL."""
     code, server, config, consent, _send = provider
-    if code != "plaid":
-        pytest.skip("Plaid only")
     adapter = PlaidAdapter(config)
     answer = adapter._post("/sandbox/item/fire_webhook", {
         "access_token": consent.secrets["access_token"], "webhook_code": "SYNC_UPDATES_AVAILABLE"})
