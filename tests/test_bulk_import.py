@@ -158,3 +158,64 @@ class TestBulkImport(TransactionCase):
         self.assertEqual(len(lines), 10)
         self.assertTrue(lines.filtered(lambda l: not l.amount).is_reconciled)
         self.assertEqual(len(set(lines.move_id.mapped("name"))), 10)
+
+    def test_a_small_later_batch_copies_the_latest_imported_line_field_by_field(self):
+        """The 12-hourly case: a few new lines after earlier imports are copies of the journal's
+        latest imported line (no create()), and they are the records create() writes."""
+        naive_journal, bulk_journal = self._journal("NAIV"), self._journal("BULK")
+        StatementLine = self.env["account.bank.statement.line"]
+        naive_vals, bulk_vals = self._vals(naive_journal, 26), self._vals(bulk_journal, 26)
+        naive_earlier = StatementLine.create(naive_vals[:20])
+        bulk_earlier = bulk_journal._bank_import_create_lines(bulk_vals[:20])
+        latest = bulk_earlier.sorted(lambda line: (line.date, line.id))[-1]
+        self.assertEqual(StatementLine._bulk_existing_template(bulk_journal, bulk_vals[20:]), latest)
+
+        naive = StatementLine.create(naive_vals[20:])
+        queries = self.env.cr.sql_log_count
+        bulk = bulk_journal._bank_import_create_lines(bulk_vals[20:])
+        bulk_queries = self.env.cr.sql_log_count - queries
+        self._assert_same_records(naive_journal, naive, bulk_journal, bulk)
+        self.assertEqual(bulk.sorted("internal_index").move_id.mapped("name"),
+                         [name.replace("NAIV", "BULK")
+                          for name in naive.sorted("internal_index").move_id.mapped("name")])
+        self.assertEqual(len(set((bulk_earlier | bulk).move_id.mapped("name"))), 26)
+        self.assertEqual(max(bulk.move_id.mapped("sequence_number")),
+                         max(naive.move_id.mapped("sequence_number")))
+        self.assertLess(bulk_queries, 60, "six lines copied in a few set-based statements")
+        # And the journal's next entry typed by hand continues after them.
+        manual = StatementLine.create({"journal_id": bulk_journal.id, "date": date(2025, 12, 31),
+                                       "amount": 5.0, "payment_ref": "typed by hand"})
+        self.assertEqual(manual.move_id.sequence_number, max(bulk.move_id.mapped("sequence_number")) + 1)
+        self.assertTrue(naive_earlier)
+
+    def test_a_line_changed_since_its_import_is_never_copied(self):
+        journal = self._journal("TOUCH")
+        StatementLine = self.env["account.bank.statement.line"]
+        vals = self._vals(journal, 24)
+        earlier = journal._bank_import_create_lines(vals[:20])
+        latest = earlier.sorted(lambda line: (line.date, line.id))[-1]
+        # A later transaction annotated the latest entry (its write date moves on).
+        self.env.cr.execute("""
+            UPDATE account_move SET narration = '<p>checked by hand</p>',
+                   write_date = write_date + interval '1 hour' WHERE id = %s""", [latest.move_id.id])
+        self.env.invalidate_all()
+        template = StatementLine._bulk_existing_template(journal, vals[20:])
+        self.assertTrue(template)
+        self.assertNotEqual(template, latest)
+        # One line, then three: each batch copies the latest untouched line.
+        new = journal._bank_import_create_lines(vals[20:21])
+        new |= journal._bank_import_create_lines(vals[21:24])
+        self.assertEqual(len(new), 4)
+        self.assertFalse(any(new.move_id.mapped("narration")))
+        numbers = (earlier | new).move_id.mapped("sequence_number")
+        self.assertEqual(sorted(numbers), list(range(1, 25)))
+        self.assertEqual(len(set((earlier | new).move_id.mapped("name"))), 24)
+        # Another month: no template, the lines go the usual way.
+        self.assertFalse(StatementLine._bulk_existing_template(
+            journal, [dict(vals[0], date=date(2026, 3, 1))]))
+        # An analytic distribution model may have changed since: no copies of earlier lines.
+        plan = self.env["account.analytic.plan"].create({"name": "Departments"})
+        analytic = self.env["account.analytic.account"].create({"name": "Fees", "plan_id": plan.id})
+        self.env["account.analytic.distribution.model"].create({
+            "account_prefix": "9", "analytic_distribution": {str(analytic.id): 100}})
+        self.assertFalse(StatementLine._bulk_existing_template(journal, vals[20:]))
