@@ -91,6 +91,13 @@ class AccountJournal(models.Model):
     def _online_sync_currency(self):
         return self.currency_id or self.company_id.currency_id
 
+    def _online_sync_balance(self):
+        """The balance of every statement line of the journal, as Decimal: one sum."""
+        self.ensure_one()
+        [(total,)] = self.env["account.bank.statement.line"].sudo()._read_group(
+            [("journal_id", "=", self.id)], aggregates=["amount:sum"])
+        return Decimal(str(round(total or 0.0, self._online_sync_currency().decimal_places)))
+
     def _online_sync_balance_by_day(self):
         """(balance, {day: total}) of every statement line of the journal, as Decimal."""
         self.ensure_one()
@@ -205,10 +212,16 @@ class AccountJournal(models.Model):
         lines = self.env["account.bank.statement.line"]
         groups = sync_planning.group_by_statement(transactions, self.online_sync_statement_periodicity)
         for period, period_transactions in groups.items():
-            period_lines = self._bank_import_create_lines([
-                self._online_sync_line_values(online_account, txn, identifier)
-                for txn in period_transactions])
-            if period:
+            statement = period and self._online_sync_statement(period)
+            vals_list = [self._online_sync_line_values(online_account, txn, identifier)
+                         for txn in period_transactions]
+            if statement:  # created straight into the period's statement
+                for vals in vals_list:
+                    vals["statement_id"] = statement.id
+            period_lines = self._bank_import_create_lines(vals_list)
+            if statement:
+                statement.balance_end_real = statement.balance_end
+            elif period:
                 self._online_sync_attach_to_statement(period, period_lines)
             lines |= period_lines
         return lines
@@ -226,11 +239,15 @@ class AccountJournal(models.Model):
             lines |= StatementLine._bulk_create(self, vals_list[start:start + CREATE_CHUNK_SIZE])
         return self.env["account.bank.statement.line"].sudo().browse(lines.ids)
 
+    def _online_sync_statement(self, period):
+        """The journal's statement of synchronized lines for ``period``, if there is one."""
+        return self.env["account.bank.statement"].sudo().search(
+            [("journal_id", "=", self.id), ("online_period_start", "=", period[0])], limit=1)
+
     def _online_sync_attach_to_statement(self, period, lines):
         start, end = period
         Statement = self.env["account.bank.statement"].sudo()
-        statement = Statement.search([("journal_id", "=", self.id),
-                                      ("online_period_start", "=", start)], limit=1)
+        statement = self._online_sync_statement(period)
         if statement:
             statement.line_ids = [(4, line.id) for line in lines]
         else:

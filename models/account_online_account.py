@@ -220,9 +220,8 @@ class AccountOnlineAccount(models.Model):
 
     def _replace_pending(self, pending, identifier):
         # Kept by the system (users only read them), whoever triggered the synchronization.
-        self.pending_transaction_ids.sudo().unlink()
         currency = self.currency_id or self.company_id.currency_id
-        self.env["account.online.pending.transaction"].sudo().create([{
+        vals_list = [{
             "online_account_id": self.id,
             "date": txn.transaction_date or txn.value_date or fields.Date.context_today(self),
             "payment_ref": txn.description,
@@ -230,7 +229,18 @@ class AccountOnlineAccount(models.Model):
             "amount": float(txn.amount),
             "currency_id": currency.id,
             "online_transaction_identifier": identifier(txn),
-        } for txn in pending])
+        } for txn in pending]
+        current = self.pending_transaction_ids.sudo()
+
+        def described(values):
+            return (values["online_transaction_identifier"], values["date"], values["amount"],
+                    values["payment_ref"] or False, values["partner_name"] or False)
+
+        if sorted(map(described, vals_list)) == sorted(
+                described(pending_line) for pending_line in current):
+            return  # the bank shows the same pending transactions as last time
+        current.unlink()
+        self.env["account.online.pending.transaction"].sudo().create(vals_list)
 
     def action_open_pending(self):
         self.ensure_one()
@@ -250,11 +260,13 @@ class AccountOnlineAccount(models.Model):
 
     def _check_balance(self, journal, bank_balance, transactions, client, consent):
         """Balance checkpoint: say so in the chatter when the journal no longer matches the bank."""
-        journal_balance, per_day = journal._online_sync_balance_by_day()
+        journal_balance = journal._online_sync_balance()
         if journal._online_sync_currency().compare_amounts(float(bank_balance),
                                                            float(journal_balance)) == 0:
-            self.balance_mismatch_date = False
+            if self.balance_mismatch_date:
+                self.balance_mismatch_date = False
             return
+        journal_balance, per_day = journal._online_sync_balance_by_day()
         day, exact = sync_planning.first_divergence(bank_balance, transactions, journal_balance,
                                                     per_day)
         if not exact and client.max_history_days:

@@ -323,12 +323,21 @@ class AccountOnlineLink(models.Model):
         per_provider = int(params.get_param("account_online_synchronization.fetch_per_provider", 4))
         testing = getattr(threading.current_thread(), "testing", False)
         cron = self.env["ir.cron"]
+        batches = list(split_every(max(1, 2 * workers), links.ids, self.browse))
         done = 0
+        held = self.browse()  # session locks taken and not yet released
         with ParallelFetcher(workers, per_provider) as fetcher:
-            for batch in split_every(max(1, 2 * workers), links.ids, self.browse):
-                locked = batch.filtered(lambda link: link._try_session_lock())
-                try:
-                    prefetches = {link: link._start_prefetch(fetcher) for link in locked}
+            try:
+                # The next batch is locked and its fetching started before the current one is
+                # imported: the threads keep fetching while the cron's cursor writes.
+                upcoming = self._cron_start_batch(batches[0], fetcher) if batches else None
+                for index, batch in enumerate(batches):
+                    locked, prefetches = upcoming
+                    held |= locked
+                    upcoming = self._cron_start_batch(batches[index + 1], fetcher) \
+                        if index + 1 < len(batches) else None
+                    if upcoming:
+                        held |= upcoming[0]
                     for link in locked:
                         try:
                             with self.env.cr.savepoint():
@@ -339,11 +348,19 @@ class AccountOnlineLink(models.Model):
                             _logger.exception("Online sync of link %s crashed", link.id)
                         if not testing:
                             self.env.cr.commit()
-                finally:
-                    for link in locked:
                         link._release_session_lock()
-                done += len(batch)
-                cron._notify_progress(done=done, remaining=len(links) - done)
+                        held -= link
+                    done += len(batch)
+                    cron._notify_progress(done=done, remaining=len(links) - done)
+            finally:
+                for link in held:
+                    link._release_session_lock()
+
+    @api.model
+    def _cron_start_batch(self, batch, fetcher):
+        """Lock ``batch``'s connections that no other worker holds and start fetching them."""
+        locked = batch.filtered(lambda link: link._try_session_lock())
+        return locked, {link: link._start_prefetch(fetcher) for link in locked}
 
     def _start_prefetch(self, fetcher):
         """Start fetching this connection's accounts in ``fetcher``'s threads: the database is
