@@ -6,10 +6,13 @@
 # the bank's history up to yesterday (not measured); then the bank's clock moves to today and
 # each run imports one new day per account (what a real 12-hour cron does). Sequential: one
 # fetch at a time (fetch_workers = 1); ours: a pool of BENCH_WORKERS threads, with the
-# per-provider bound raised to it for this single local provider.
+# per-provider bound raised to it for this single local provider. The bank runs in a process
+# of its own, as a real bank would: its work is not the Odoo worker's.
 import json
 import os
 import resource
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -18,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 
 from odoo import fields
-from odoo.addons.account_online_synchronization.simulators.sandbox_bank import SandboxBankServer
+from odoo.modules.module import get_module_path
 
 env = env(su=True, context={"tracking_disable": True})  # noqa: F821 (odoo shell)
 count = int(os.environ.get("BENCH_CONNECTIONS", "1000"))
@@ -30,6 +33,41 @@ Link = env["account.online.link"]
 
 
 journal_numbers = iter(range(10**6))
+
+
+class RemoteSandboxBank:
+    """The Sandbox Bank in its own process (``python3 -m simulators.sandbox_bank``), driven
+    through its admin API (``/_sim/...``, see simulators/sandbox_bank/README.md)."""
+
+    def __enter__(self):
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "simulators.sandbox_bank", "--port", "0"],
+            cwd=get_module_path("account_online_synchronization"), stdout=subprocess.PIPE,
+            text=True)
+        first_line = self._process.stdout.readline()  # "Sandbox Bank listening on <url> (...)"
+        self.url = first_line.split(" listening on ")[1].split()[0]
+        return self
+
+    def __exit__(self, *exc):
+        self._process.terminate()
+        self._process.wait(timeout=30)
+
+    def _admin(self, method, path, body=None):
+        answer = requests.request(method, f"{self.url}/_sim/{path}", json=body, timeout=30)
+        answer.raise_for_status()
+        return answer.json() if answer.content else None
+
+    def configure(self, **config):
+        self._admin("POST", "config", config)
+
+    def set_today(self, day):
+        self._admin("POST", "clock", {"today": day.isoformat()})
+
+    def add_fault(self, kind, **options):
+        self._admin("POST", "faults", dict(options, kind=kind))
+
+    def stats(self):
+        return self._admin("GET", "stats")
 
 
 def connect(bank):
@@ -84,7 +122,7 @@ def run_cron(fetch_workers, per_provider, keep=False):
     return elapsed, bank.stats()["total"] - before, created
 
 
-with SandboxBankServer() as bank:
+with RemoteSandboxBank() as bank:
     params.set_param("web.base.url", "http://localhost:8069")
     env["account.online.provider"]._for_company("sandbox", env.company).base_url = bank.url
     bank.configure(txns_per_day={"EUR": 2, "USD": 1})
